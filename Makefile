@@ -1,0 +1,78 @@
+# Cartoon lookalike on the edge: the user's front door.
+# First use of any target creates .venv from the pinned dependencies in pyproject.toml.
+#   make demo          train -> convert -> benchmark -> lookalike card for a sample face
+#   make test          the test suite (workstation venv, then the device-only venv)
+# Variables pass through: make train DATA=path/to/classes WEIGHTS=path/to/weights.h5
+
+PYTHON ?= python3
+VENV ?= .venv
+EDGE_VENV ?= .venv-edge
+BIN := $(VENV)/bin
+MODELS ?= models
+REPORTS ?= reports
+
+# Pretrained backbone: WEIGHTS=path, else $LOOKALIKE_WEIGHTS, else the copy in this workplace's
+# ../shared/weights when present, else Keras downloads ImageNet weights (needs internet).
+SHARED_WEIGHTS := $(wildcard ../shared/weights/mobilenet_v2_1.0_224_no_top.weights.h5)
+WEIGHTS ?= $(or $(LOOKALIKE_WEIGHTS),$(SHARED_WEIGHTS))
+DATA ?=
+VAL ?=
+EPOCHS ?=
+SIZE ?=
+SOURCE ?= 0
+DETECTOR ?=
+FACE ?=
+CARD ?= $(REPORTS)/lookalike_card.png
+ARGS ?=
+
+train_args = --models $(MODELS) $(if $(DATA),--data $(DATA)) $(if $(VAL),--val $(VAL)) \
+	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
+	$(if $(SIZE),--size $(SIZE))
+
+.PHONY: setup train convert benchmark camera card demo test test-fast test-edge clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[train,edge,dev]'
+	touch $@
+
+$(EDGE_VENV)/.installed: edge/requirements.txt
+	$(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_VENV)/bin/pip install --quiet --upgrade pip
+	$(EDGE_VENV)/bin/pip install --quiet -r edge/requirements.txt pytest==9.2.0
+	touch $@
+
+train: setup
+	$(BIN)/python -m train $(train_args) $(ARGS)
+
+convert: setup
+	$(BIN)/python -m convert --models $(MODELS) $(ARGS)
+
+benchmark: setup
+	$(BIN)/python -m benchmarks --models $(MODELS) --out $(REPORTS) $(ARGS)
+
+camera: setup
+	$(BIN)/python -m edge --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
+
+card: setup
+	$(BIN)/python -m edge --models $(MODELS) $(if $(FACE),$(FACE),--astronaut) --card $(CARD) --no-window $(ARGS)
+
+demo: train convert benchmark card
+	@echo "Report: $(REPORTS)/benchmark.md   Lookalike card: $(CARD)"
+
+test: setup $(EDGE_VENV)/.installed
+	$(BIN)/python -m pytest
+	$(EDGE_VENV)/bin/python -m pytest tests/edge -p no:cacheprovider
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
+
+test-edge: $(EDGE_VENV)/.installed
+	$(EDGE_VENV)/bin/python -m pytest tests/edge -p no:cacheprovider
+
+clean:
+	rm -rf $(MODELS)/*.keras $(MODELS)/*.tflite $(MODELS)/*.json $(MODELS)/*.npz $(MODELS)/*.png \
+		$(MODELS)/*.txt $(MODELS)/characters $(REPORTS)/*

@@ -1,0 +1,187 @@
+"""The input contract shared by train, convert and edge.
+
+Train/serve skew (BGR instead of RGB, [0, 1] instead of [-1, 1], another crop or resize) is the
+classic bug of a camera classifier. Everything the model assumes about its input is therefore
+defined here once, written into every artifact (model card, TFLite sidecar) and read back from the
+artifact on the device. This module imports only NumPy and OpenCV, so the device can use it.
+
+What the model sees:
+- a square RGB image of ``input_size`` pixels, uint8 values 0..255 (the model itself applies the
+  MobileNetV2 scaling x / 127.5 - 1, so nothing outside the model can get the range wrong);
+- for a camera face: a square around the detected face box, ``face_scale`` times its size and
+  shifted up by ``face_shift_y`` of its height so hair and headwear are in frame, the way an emoji
+  character fills its picture; borders outside the frame are replicated;
+- resized with area interpolation when shrinking, linear when enlarging.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+CONTRACT_VERSION = 1
+OUTPUT_NAMES = ("probabilities", "embedding")
+
+
+@dataclass(frozen=True)
+class InputContract:
+    """What a lookalike model expects and returns; serialised into every artifact."""
+
+    labels: tuple[str, ...]
+    input_size: int = 224
+    channel_order: str = "RGB"
+    pixel_dtype: str = "uint8"
+    pixel_range: tuple[float, float] = (0.0, 255.0)
+    # Scaling applied inside the model (first layer): x * scale + offset -> [-1, 1].
+    model_scaling: tuple[float, float] = (1.0 / 127.5, -1.0)
+    face_scale: float = 2.0
+    face_shift_y: float = -0.15
+    embedding_dim: int = 1280
+    outputs: tuple[str, ...] = OUTPUT_NAMES
+    version: int = CONTRACT_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.labels) < 2:
+            raise ValueError("a lookalike model needs at least two classes")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError("class labels must be unique")
+        if self.input_size < 32:
+            raise ValueError(f"input size {self.input_size} is too small (at least 32)")
+        if self.channel_order != "RGB":
+            raise ValueError(f"unsupported channel order {self.channel_order!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        data["preprocessing"] = (
+            f"RGB uint8 {self.input_size}x{self.input_size}; inside the model: "
+            f"x / 127.5 - 1 (MobileNetV2 range [-1, 1])"
+        )
+        data["crop"] = (
+            f"square around the face box, {self.face_scale}x its size, shifted by "
+            f"{self.face_shift_y} of its height, borders replicated"
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "InputContract":
+        if not isinstance(data, dict):
+            raise ValueError("input contract must be a JSON object")
+        version = data.get("version")
+        if version != CONTRACT_VERSION:
+            raise ValueError(
+                f"input contract version {version!r} is not supported (expected {CONTRACT_VERSION})"
+            )
+        names = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in data.items():
+            if key in names:
+                kwargs[key] = tuple(value) if isinstance(value, list) else value
+        if "labels" not in kwargs:
+            raise ValueError("input contract has no labels")
+        return cls(**kwargs)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resize an RGB image to size x size with the contract's interpolation."""
+    h, w = rgb.shape[:2]
+    if h == size and w == size:
+        return rgb
+    shrinking = size < max(h, w)
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    return cv2.resize(rgb, (size, size), interpolation=interpolation)
+
+
+def center_square(rgb: np.ndarray) -> np.ndarray:
+    """The largest centred square of an image (for whole pictures that are not square)."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    top = (h - side) // 2
+    left = (w - side) // 2
+    return rgb[top : top + side, left : left + side]
+
+
+def prepare_image(rgb: np.ndarray, contract: InputContract) -> np.ndarray:
+    """A whole picture (a character image, a pre-cropped face) -> model input, uint8 RGB."""
+    _check_rgb(rgb)
+    return resize_square(center_square(rgb), contract.input_size)
+
+
+def face_crop_box(
+    box: Sequence[float], contract: InputContract
+) -> tuple[int, int, int]:
+    """Square crop (left, top, side) in frame pixels for a face box (x, y, w, h).
+
+    The square may extend outside the frame; ``crop_face`` replicates the borders there.
+    """
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        raise ValueError(f"face box {tuple(box)} has no area")
+    side = max(w, h) * contract.face_scale
+    cx = x + w / 2.0
+    cy = y + h / 2.0 + contract.face_shift_y * h
+    left = int(round(cx - side / 2.0))
+    top = int(round(cy - side / 2.0))
+    return left, top, max(1, int(round(side)))
+
+
+def crop_face(
+    rgb: np.ndarray, box: Sequence[float], contract: InputContract
+) -> np.ndarray:
+    """Face box in a frame -> model input (uint8 RGB, input_size square), framed per contract."""
+    _check_rgb(rgb)
+    left, top, side = face_crop_box(box, contract)
+    h, w = rgb.shape[:2]
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + side, w), min(top + side, h)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"face box {tuple(box)} lies outside the {w}x{h} frame")
+    patch = rgb[y0:y1, x0:x1]
+    pad = (y0 - top, top + side - y1, x0 - left, left + side - x1)
+    if any(pad):
+        patch = cv2.copyMakeBorder(patch, *pad, borderType=cv2.BORDER_REPLICATE)
+    return resize_square(patch, contract.input_size)
+
+
+def read_rgb(path: str) -> np.ndarray:
+    """Read an image file as uint8 RGB; raise ValueError with the path if it cannot be decoded."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise ValueError(f"cannot decode image {path}")
+    return to_rgb(image)
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+    """OpenCV image (gray, BGR or BGRA) -> uint8 RGB; transparent pixels go onto white."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ValueError(f"unsupported image dtype {image.dtype}")
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        bgr = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return cv2.cvtColor(np.round(bgr).astype(np.uint8), cv2.COLOR_BGR2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _check_rgb(rgb: np.ndarray) -> None:
+    if not isinstance(rgb, np.ndarray) or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB image of shape (h, w, 3), got {getattr(rgb, 'shape', None)}")
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {rgb.dtype}")
