@@ -1,0 +1,158 @@
+"""Run a converted lookalike model with a TFLite interpreter, no TensorFlow needed.
+
+The interpreter is chosen at run time: LiteRT (``ai_edge_litert``), then ``tflite_runtime``, then
+``tensorflow.lite`` as a last resort. Everything the model needs (labels, input contract, which
+output is which, quantization) comes from the sidecar JSON that ``make convert`` writes beside the
+``.tflite`` file, never from constants here.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import InputContract
+
+SIDECAR_VERSION = 1
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+
+
+class ModelError(RuntimeError):
+    """A missing, corrupt or mismatched model file; the message says which and what to do."""
+
+
+def model_path(models_dir: str | Path, variant: str) -> Path:
+    return Path(models_dir) / f"lookalike_{variant}.tflite"
+
+
+def sidecar_path(tflite_path: str | Path) -> Path:
+    return Path(tflite_path).with_suffix(".json")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def interpreter_class() -> tuple[type, str]:
+    """The first TFLite interpreter that imports: (class, module name)."""
+    for name in INTERPRETER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        return module.Interpreter, name
+    raise ModelError(
+        "no TFLite interpreter is installed: pip install -r edge/requirements.txt (ai-edge-litert)"
+    )
+
+
+def read_sidecar(tflite_path: str | Path) -> dict[str, Any]:
+    path = sidecar_path(tflite_path)
+    if not path.is_file():
+        raise ModelError(f"{path} is missing (it travels with {Path(tflite_path).name}): run 'make convert'")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc}): run 'make convert' again") from exc
+    if not isinstance(data, dict) or data.get("format_version") != SIDECAR_VERSION:
+        raise ModelError(f"{path} has an unsupported format: run 'make convert' again")
+    return data
+
+
+@dataclass
+class Prediction:
+    probabilities: np.ndarray  # (C,) float32
+    embedding: np.ndarray  # (D,) float32, L2-normalised
+
+
+class LookalikeModel:
+    """One converted variant, loaded and checked against its sidecar."""
+
+    def __init__(self, tflite_path: str | Path, num_threads: int | None = 1, verify_sha256: bool = True):
+        self.path = Path(tflite_path)
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} does not exist: run 'make convert' first")
+        self.sidecar = read_sidecar(self.path)
+        if verify_sha256 and self.sidecar.get("tflite_sha256") != sha256_file(self.path):
+            raise ModelError(
+                f"{self.path} does not match its sidecar {sidecar_path(self.path).name} "
+                "(sha256 differs): the files come from different conversions, run 'make convert' again"
+            )
+        try:
+            self.contract = InputContract.from_dict(self.sidecar["contract"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{sidecar_path(self.path)}: bad input contract ({exc}): run 'make convert' again") from exc
+        self.variant = str(self.sidecar.get("variant", self.path.stem))
+        cls, self.interpreter_module = interpreter_class()
+        try:
+            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"{self.path} is not a valid TFLite model ({exc}): run 'make convert' again") from exc
+        self._input = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        try:
+            self._outputs = {name: outputs[int(self.sidecar["outputs"][name])] for name in ("probabilities", "embedding")}
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ModelError(f"{sidecar_path(self.path)}: output map does not fit the model: run 'make convert' again") from exc
+        self._check_shapes()
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self._input["dtype"])
+
+    def _check_shapes(self) -> None:
+        size = self.contract.input_size
+        shape = tuple(int(v) for v in self._input["shape"])
+        if shape[1:] != (size, size, 3):
+            raise ModelError(f"{self.path} takes input {shape}, its sidecar says {size}x{size}x3: run 'make convert' again")
+        classes = int(self._outputs["probabilities"]["shape"][-1])
+        if classes != self.contract.num_classes:
+            raise ModelError(
+                f"{self.path} has {classes} outputs but its labels name {self.contract.num_classes} classes: run 'make convert' again"
+            )
+
+    def _quantize_input(self, image: np.ndarray) -> np.ndarray:
+        dtype = self.input_dtype
+        if dtype == np.float32:
+            return image.astype(np.float32)
+        scale, zero_point = self._input["quantization"]
+        if scale == 1.0 and zero_point == 0 and dtype == np.uint8:
+            return image  # pixels are already the quantized values: no float work on the device
+        info = np.iinfo(dtype)
+        q = np.round(image.astype(np.float32) / scale + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+
+    def _read_output(self, detail: dict) -> np.ndarray:
+        value = self.interpreter.get_tensor(detail["index"])[0]
+        scale, zero_point = detail["quantization"]
+        if np.issubdtype(value.dtype, np.integer):
+            value = (value.astype(np.float32) - zero_point) * scale
+        return value.astype(np.float32)
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        """One model input (S x S x 3 uint8 RGB, from ``edge.contract``) -> probabilities, embedding."""
+        size = self.contract.input_size
+        if image.shape != (size, size, 3) or image.dtype != np.uint8:
+            raise ValueError(f"expected a {size}x{size}x3 uint8 RGB image, got {image.shape} {image.dtype}")
+        self.interpreter.set_tensor(self._input["index"], self._quantize_input(image)[None])
+        self.interpreter.invoke()
+        embedding = self._read_output(self._outputs["embedding"])
+        norm = float(np.linalg.norm(embedding))
+        if norm > 0:
+            embedding = embedding / norm  # quantization leaves it a little off unit length
+        return Prediction(self._read_output(self._outputs["probabilities"]), embedding)

@@ -1,0 +1,30 @@
+"""Where the workplace's shared files are, for tests that need them.
+
+A user's fresh clone has no ../shared: tests that need it skip with a reason there. CI sets
+LOOKALIKE_REQUIRE_SHARED=1, which turns a missing file into a failure, so CI never skips them.
+This module imports nothing heavy: the device-only test run uses it too.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LOOKALIKE_SHARED", ROOT.parent / "shared"))
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_no_top.weights.h5"
+FACES = SHARED / "faces"
+YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+ANCHOR = SHARED / "anchors" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+DATASET = ROOT / "data" / "emoji-characters"
+
+
+def need(path: Path) -> Path:
+    """Return path if it exists; otherwise skip (a user's clone) or fail (CI)."""
+    if path.exists():
+        return path
+    message = f"{path} is missing (it lives in the workplace's ../shared, not in the repository)"
+    if os.environ.get("LOOKALIKE_REQUIRE_SHARED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
