@@ -1,0 +1,64 @@
+"""`make train` / `python -m train`: a folder of character images -> a trained lookalike model."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train the lookalike classifier (MobileNetV2 + domain-standardised cosine head).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", action="append", default=[],
+                        help="folder of class folders to train on (repeatable); default: the embedded "
+                             "emoji dataset, twemoji + noto, validated on openmoji. A folder of style "
+                             "folders is expanded")
+    parser.add_argument("--val", action="append", default=[],
+                        help="separate validation folder of class folders (repeatable)")
+    parser.add_argument("--val-split", type=float, default=None,
+                        help="share of each class held out for validation when there is no --val (default 0.2)")
+    parser.add_argument("--models", default="models", help="where the artifacts go")
+    parser.add_argument("--weights", default=None,
+                        help="'imagenet' (Keras downloads them), a local .weights.h5 file, or 'random'; "
+                             "default: $LOOKALIKE_WEIGHTS, else imagenet")
+    parser.add_argument("--size", type=int, default=224, help="input size in pixels (96..224)")
+    parser.add_argument("--epochs", type=int, default=40, help="maximum epochs of the head")
+    parser.add_argument("--patience", type=int, default=8, help="early stopping patience (epochs)")
+    parser.add_argument("--augment-copies", type=int, default=3, help="augmented copies of each training image")
+    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--max-per-class", type=int, default=None, help="use at most this many images per class (quick runs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from train.data import DatasetError
+    from train.model import WeightsError
+    from train.pipeline import TrainConfig, run
+
+    if not 32 <= args.size <= 640:
+        print(f"error: --size {args.size} is out of range (32..640)", file=sys.stderr)
+        return 2
+    config = TrainConfig(
+        data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
+        input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
+        seed=args.seed, max_per_class=args.max_per_class,
+    )
+    try:
+        run(config, log=lambda message: print(message, flush=True))
+    except (DatasetError, WeightsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written to models/ (the previous model, if any, is untouched)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""Training, top to bottom: data, features, head, model, evaluation, artifacts.
+
+The recipe, and why:
+1. The MobileNetV2 backbone (ImageNet weights) stays frozen. Its pooled features for the training
+   images and for several augmented copies of each are computed once (augmentation toward other art
+   styles and toward photos, see ``augment.py``), so every epoch of the head costs milliseconds.
+2. Each art style ("domain") is standardised by its own feature mean and spread before the head sees
+   it. A classifier trained on drawings of two styles otherwise learns each style's overall look
+   along with the character; standardising per domain removes the style's constant offset, and at
+   inference the target domain (an unseen style, or camera faces) is standardised by its own
+   statistics. Measured on the held-out openmoji style, this alone lifts top-1 by about ten points.
+3. The head is a dense softmax over the L2-normalised standardised features (a cosine classifier
+   with a fixed scale), trained with label smoothing and dropout, early stopping on validation.
+4. The saved model takes RGB pixels 0..255 and carries the target domain's statistics as a
+   Normalization layer, so the converted TFLite model is self-contained.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.contract import InputContract, read_rgb
+from train.augment import AugmentConfig, augment_batch
+from train.data import Dataset, load_dataset, load_images
+
+COSINE_SCALE = 10.0  # logits = scale * cos(embedding, class direction) + bias
+MODEL_FILE = "lookalike.keras"
+CARD_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=list)  # training roots (folders of class folders)
+    val: list[str] = field(default_factory=list)  # validation roots
+    val_split: float | None = None
+    models_dir: str = "models"
+    weights: str | None = None  # resolved by train.model.resolve_weights
+    input_size: int = 224
+    alpha: float = 1.0
+    augment_copies: int = 3
+    epochs: int = 40
+    patience: int = 8
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    label_smoothing: float = 0.1
+    dropout: float = 0.3
+    seed: int = 1234
+    feature_batch: int = 32
+    max_per_class: int | None = None  # for quick runs and tests
+
+
+# ---------------------------------------------------------------- features and domains
+
+
+def feature_extractor(contract: InputContract, weights: str | None, alpha: float):
+    import keras
+
+    from train.model import build_backbone
+
+    size = contract.input_size
+    inputs = keras.Input((size, size, 3), name="image")
+    scale, offset = contract.model_scaling
+    x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
+    backbone = build_backbone(contract, weights, alpha)
+    backbone.trainable = False
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
+    return keras.Model(inputs, pooled, name="features"), backbone
+
+
+def pooled_features(extractor, images: np.ndarray, batch: int) -> np.ndarray:
+    out = []
+    for start in range(0, len(images), batch):
+        chunk = images[start : start + batch].astype(np.float32)
+        out.append(np.asarray(extractor(chunk, training=False)))
+    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+
+
+@dataclass
+class DomainStats:
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "DomainStats":
+        return cls(features.mean(axis=0), features.std(axis=0) + 1e-3)
+
+    def apply(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.mean) / self.std
+
+
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def domain_of(path: Path, roots: list[Path]) -> int:
+    for index, root in enumerate(roots):
+        if root in path.parents:
+            return index
+    return 0
+
+
+def standardise_by_domain(features: np.ndarray, domains: np.ndarray) -> np.ndarray:
+    out = np.empty_like(features)
+    for d in np.unique(domains):
+        rows = domains == d
+        out[rows] = DomainStats.of(features[rows]).apply(features[rows])
+    return out
+
+
+# ---------------------------------------------------------------- head
+
+
+def train_head(config: TrainConfig, x_train, y_train, x_val, y_val, num_classes: int, log):
+    import keras
+
+    keras.utils.set_random_seed(config.seed)
+    head = keras.Sequential(
+        [
+            keras.Input((x_train.shape[1],), name="embedding"),
+            keras.layers.Dropout(config.dropout, name="dropout"),
+            keras.layers.Dense(num_classes, activation="softmax", name="probabilities"),
+        ],
+        name="head",
+    )
+    head.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.TopKCategoricalAccuracy(5, name="top5")],
+    )
+    stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True, mode="max")
+    history = head.fit(
+        COSINE_SCALE * x_train,
+        keras.utils.to_categorical(y_train, num_classes),
+        validation_data=(COSINE_SCALE * x_val, keras.utils.to_categorical(y_val, num_classes)),
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=2,
+        callbacks=[stop],
+    )
+    log(f"head: best epoch {int(np.argmax(history.history['val_accuracy'])) + 1} of {len(history.history['loss'])}")
+    return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+
+def assemble_model(contract: InputContract, backbone, head, target: DomainStats):
+    """image (pixels 0..255) -> [probabilities, embedding], with the target domain's statistics inside."""
+    import keras
+
+    size = contract.input_size
+    inputs = keras.Input((size, size, 3), name="image", dtype="float32")
+    scale, offset = contract.model_scaling
+    x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
+    standardised = keras.layers.Normalization(
+        mean=target.mean, variance=np.square(target.std), name="domain_standardisation"
+    )(pooled)
+    embedding = keras.layers.UnitNormalization(name="embedding")(standardised)
+    dense = head.get_layer("probabilities")
+    kernel, bias = dense.get_weights()
+    classifier = keras.layers.Dense(kernel.shape[1], activation="softmax", name="probabilities")
+    probabilities = classifier(embedding)
+    classifier.set_weights([kernel * COSINE_SCALE, bias])
+    model = keras.Model(inputs, [probabilities, embedding], name="lookalike")
+    return model
+
+
+# ---------------------------------------------------------------- metrics and plots
+
+
+def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
+    order = np.argsort(-probabilities, axis=1)
+    top1 = order[:, 0] == targets
+    top5 = (order[:, :5] == targets[:, None]).any(axis=1)
+    num = len(labels)
+    confusion = np.zeros((num, num), dtype=np.int64)
+    np.add.at(confusion, (targets, order[:, 0]), 1)
+    per_class = {}
+    for i, name in enumerate(labels):
+        rows = targets == i
+        if rows.any():
+            per_class[name] = float(top1[rows].mean())
+    ranked = sorted(per_class.items(), key=lambda kv: kv[1])
+    return {
+        "images": int(len(targets)),
+        "top1": float(top1.mean()),
+        "top5": float(top5.mean()),
+        "macro_top1": float(np.mean(list(per_class.values()))) if per_class else 0.0,
+        "per_class_top1": per_class,
+        "worst_classes": ranked[:5],
+        "best_classes": ranked[::-1][:5],
+        "confusion": confusion.tolist(),
+    }
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = range(1, len(history["loss"]) + 1)
+    ax_loss.plot(epochs, history["loss"], label="train")
+    ax_loss.plot(epochs, history["val_loss"], label="validation")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_acc.plot(epochs, history["accuracy"], label="train top-1")
+    ax_acc.plot(epochs, history["val_accuracy"], label="validation top-1")
+    ax_acc.plot(epochs, history["val_top5"], label="validation top-5")
+    ax_acc.set(title="accuracy", xlabel="epoch", ylim=(0, 1))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(confusion: np.ndarray, labels: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(labels)
+    side = max(6.0, 0.18 * n + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    rows = confusion.sum(axis=1, keepdims=True)
+    ax.imshow(confusion / np.maximum(rows, 1), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=6 if n > 30 else 8)
+    ax.set_yticks(range(n), labels, fontsize=6 if n > 30 else 8)
+    ax.set(xlabel="predicted", ylabel="true", title="validation confusion (row-normalised)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def write_characters(dataset: Dataset, folder: Path, size: int = 160) -> None:
+    """One picture per class, from the first training style: shown on the device as the match."""
+    import cv2
+
+    from edge.contract import center_square, resize_square
+
+    folder.mkdir(parents=True, exist_ok=True)
+    seen = set()
+    for path, target in zip(dataset.train.files, dataset.train.targets):
+        if target in seen:
+            continue
+        seen.add(target)
+        rgb = resize_square(center_square(read_rgb(path)), size)
+        cv2.imwrite(str(folder / f"{dataset.labels[target]}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def library_versions() -> dict[str, str]:
+    import cv2
+    import keras
+    import tensorflow as tf
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "opencv": cv2.__version__}
+
+
+def publish(staging: Path, models_dir: Path) -> None:
+    """Move finished artifacts into models/; the Keras model goes last, so a reader that finds it
+    finds a complete set beside it."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == MODEL_FILE)
+    for entry in entries:
+        target = models_dir / entry.name
+        if entry.is_dir():
+            if target.exists():
+                old = models_dir / f".{entry.name}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                target.rename(old)
+                entry.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                entry.rename(target)
+        else:
+            entry.replace(target)
+
+
+# ---------------------------------------------------------------- the story
+
+
+def run(config: TrainConfig, log=print) -> dict[str, Any]:
+    """Train and write every artifact into config.models_dir; returns the model card."""
+    started = time.time()
+    from train.model import resolve_weights
+
+    weights = resolve_weights(config.weights)
+    dataset = load_dataset(
+        [Path(p) for p in config.data] or None, [Path(p) for p in config.val] or None, config.val_split, config.seed
+    )
+    if config.max_per_class:
+        dataset = _subsample(dataset, config.max_per_class, config.seed)
+    contract = InputContract(labels=dataset.labels, input_size=config.input_size)
+    log(f"data: {len(dataset.train)} training and {len(dataset.val)} validation images, {contract.num_classes} classes")
+
+    x_train = load_images(dataset.train.files, contract)
+    x_val = load_images(dataset.val.files, contract)
+    y_train = np.asarray(dataset.train.targets)
+    y_val = np.asarray(dataset.val.targets)
+    train_domains = np.array([domain_of(p, dataset.train_roots) for p in dataset.train.files])
+
+    extractor, backbone = feature_extractor(contract, weights, config.alpha)
+    rng = np.random.default_rng(config.seed)
+    copies = []
+    for copy in range(config.augment_copies + 1):
+        images = x_train if copy == 0 else augment_batch(x_train, rng, AugmentConfig())
+        copies.append(pooled_features(extractor, images, config.feature_batch))
+        log(f"features: training copy {copy + 1} of {config.augment_copies + 1} ({'original' if copy == 0 else 'augmented'}) "
+            f"[{time.time() - started:.0f} s]")
+    val_features = pooled_features(extractor, x_val, config.feature_batch)
+
+    # The target domain: the validation style when it is separate, else the training data itself.
+    separate_val = bool(dataset.val_roots)
+    target = DomainStats.of(val_features if separate_val else copies[0])
+    head_x = l2_normalise(np.concatenate([standardise_by_domain(f, train_domains) for f in copies]))
+    head_y = np.tile(y_train, len(copies))
+    val_x = l2_normalise(target.apply(val_features))
+    head, history = train_head(config, head_x, head_y, val_x, y_val, contract.num_classes, log)
+
+    model = assemble_model(contract, backbone, head, target)
+    probabilities, _ = model.predict(x_val.astype(np.float32), batch_size=config.feature_batch, verbose=0)
+    metrics = evaluate(probabilities, y_val, contract.labels)
+    # What the same head does without adapting to the target domain (train statistics instead).
+    unadapted = DomainStats.of(copies[0])
+    plain = head.predict(COSINE_SCALE * l2_normalise(unadapted.apply(val_features)), verbose=0)
+    metrics["without_domain_adaptation"] = {k: v for k, v in evaluate(plain, y_val, contract.labels).items() if k in ("top1", "top5")}
+    log(f"validation: top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, macro top-1 {metrics['macro_top1']:.3f} "
+        f"({len(y_val)} images; without domain adaptation top-1 {metrics['without_domain_adaptation']['top1']:.3f})")
+
+    gallery = l2_normalise(np.stack([
+        l2_normalise(standardise_by_domain(copies[0], train_domains))[y_train == c].mean(axis=0)
+        for c in range(contract.num_classes)
+    ]))
+
+    models_dir = Path(config.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=models_dir))
+    try:
+        model.save(staging / MODEL_FILE)
+        (staging / "labels.txt").write_text("\n".join(contract.labels) + "\n")
+        np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32))
+        (staging / "history.json").write_text(json.dumps({"head": history}, indent=1))
+        plot_history(history, staging / "training_curves.png")
+        plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")
+        write_characters(dataset, staging / "characters")
+        card = _model_card(config, weights, dataset, contract, metrics, target, separate_val, time.time() - started)
+        (staging / "model_card.json").write_text(json.dumps(card, indent=1))
+        publish(staging, models_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log(f"wrote {models_dir / MODEL_FILE} and its model card in {time.time() - started:.0f} s")
+    return card
+
+
+def _model_card(config, weights, dataset: Dataset, contract, metrics, target, separate_val, seconds) -> dict[str, Any]:
+    return {
+        "format_version": CARD_VERSION,
+        "model_file": MODEL_FILE,
+        "contract": contract.to_dict(),
+        "labels": list(contract.labels),
+        "architecture": {
+            "backbone": f"MobileNetV2 alpha {config.alpha}, ImageNet weights, frozen",
+            "head": "global average pooling -> domain standardisation -> L2 normalisation (embedding) "
+                    f"-> dense softmax (cosine scale {COSINE_SCALE})",
+            "outputs": list(contract.outputs),
+        },
+        "target_domain": {
+            "source": "validation images (unlabelled statistics)" if separate_val else "training images",
+            "roots": [str(p) for p in (dataset.val_roots if separate_val else dataset.train_roots)],
+        },
+        "training": {k: v for k, v in asdict(config).items() if k not in ("models_dir",)} | {
+            "weights": "imagenet (download)" if weights == "imagenet" else ("random" if weights is None else str(weights)),
+            "seconds": round(seconds, 1),
+        },
+        "data": {
+            "train": [str(p) for p in dataset.train_roots],
+            "val": [str(p) for p in dataset.val_roots],
+            "val_split": dataset.val_split,
+            "seed": config.seed,
+            "train_files": [str(p) for p in dataset.train.files],
+            "val_files": [str(p) for p in dataset.val.files],
+            "train_images": len(dataset.train),
+            "val_images": len(dataset.val),
+            "skipped_files": dataset.skipped,
+            "fingerprint_sha256": dataset.fingerprint(),
+        },
+        "metrics": {"validation": {k: v for k, v in metrics.items() if k != "confusion"}},
+        "versions": library_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _subsample(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+    from train.data import Split
+
+    rng = np.random.default_rng(seed)
+
+    def cut(split: Split) -> Split:
+        out = Split()
+        targets = np.asarray(split.targets)
+        for c in np.unique(targets):
+            rows = np.flatnonzero(targets == c)
+            keep = np.sort(rng.permutation(rows)[:per_class])
+            out.files += [split.files[i] for i in keep]
+            out.targets += [int(c)] * len(keep)
+        return out
+
+    dataset.train = cut(dataset.train)
+    dataset.val = cut(dataset.val)
+    return dataset
