@@ -1,0 +1,254 @@
+"""make train: datasets, bad input, augmentation, the model, and the artifacts of a real run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.contract import InputContract
+from shared_paths import ROOT
+from train.augment import augment
+from train.data import DatasetError, load_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def write_image(path: Path, colour: tuple[int, int, int], size: int = 40) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = np.full((size, size, 3), 255, np.uint8)
+    cv2.circle(image, (size // 2, size // 2), size // 3, colour, -1)
+    cv2.imwrite(str(path), image)
+
+
+def make_dataset(root: Path, classes=("cat", "dog", "owl"), per_class: int = 4) -> Path:
+    palette = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            write_image(root / name / f"{i}.png", palette[c % len(palette)])
+    return root
+
+
+def run_train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+def test_default_dataset_is_the_held_out_style_split():
+    dataset = load_dataset()
+    assert len(dataset.labels) == 60
+    assert {p.name for p in dataset.train_roots} == {"twemoji", "noto"}
+    assert [p.name for p in dataset.val_roots] == ["openmoji"]
+    assert len(dataset.train) == 2 * 758 and len(dataset.val) == 758
+    assert all("/openmoji/" in str(p) for p in dataset.val.files)
+
+
+def test_random_split_is_stratified_and_repeatable(tmp_path):
+    root = make_dataset(tmp_path / "d", per_class=10)
+    a = load_dataset([root], val_split=0.2, seed=7)
+    b = load_dataset([root], val_split=0.2, seed=7)
+    assert a.val.files == b.val.files
+    assert list(a.val.counts(3)) == [2, 2, 2]
+    assert not set(a.val.files) & set(a.train.files)
+
+
+def test_folder_of_style_folders_is_expanded(tmp_path):
+    make_dataset(tmp_path / "styles" / "one")
+    make_dataset(tmp_path / "styles" / "two")
+    dataset = load_dataset([tmp_path / "styles"], val_split=0.25)
+    assert {p.name for p in dataset.train_roots} == {"one", "two"}
+    assert dataset.labels == ("cat", "dog", "owl")
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda root: None, "does not exist"),
+        (lambda root: root.mkdir(), "has no class folders"),
+        (lambda root: (make_dataset(root), (root / "empty").mkdir()), "has no readable images"),
+        (lambda root: make_dataset(root, classes=("only",)), "at least two classes"),
+    ],
+    ids=["missing", "empty", "empty-class", "one-class"],
+)
+def test_bad_datasets_are_refused_with_a_reason(tmp_path, build, message):
+    root = tmp_path / "d"
+    build(root)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset([root], val_split=0.25)
+
+
+def test_validation_classes_must_match(tmp_path):
+    train = make_dataset(tmp_path / "train")
+    val = make_dataset(tmp_path / "val", classes=("cat", "dog", "emu"))
+    with pytest.raises(DatasetError, match="only in training: owl; only in validation: emu"):
+        load_dataset([train], [val])
+
+
+def test_corrupt_and_non_image_files_are_skipped_with_a_warning(tmp_path, capsys):
+    root = make_dataset(tmp_path / "d")
+    (root / "cat" / "broken.png").write_bytes(b"\x89PNG not really")
+    (root / "dog" / "notes.txt").write_text("hello")
+    dataset = load_dataset([root], val_split=0.25)
+    err = capsys.readouterr().err
+    assert "broken.png: not a readable image" in err
+    assert "notes.txt: not an image file" in err
+    assert "skipped 1 unreadable file(s)" in err
+    assert dataset.skipped == [str(root / "cat" / "broken.png")]
+    assert all(p.suffix == ".png" and p.name != "broken.png" for p in dataset.train.files + dataset.val.files)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_augmentation_keeps_shape_and_is_seeded():
+    image = np.full((64, 64, 3), 255, np.uint8)
+    cv2.circle(image, (32, 32), 20, (250, 250, 250), -1)  # white "hair" inside an outline
+    cv2.circle(image, (32, 32), 20, (0, 0, 0), 2)
+    a = augment(image, np.random.default_rng(3))
+    b = augment(image, np.random.default_rng(3))
+    assert a.shape == image.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    outputs = [augment(image, np.random.default_rng(s)) for s in range(8)]
+    assert any(not np.array_equal(o, image) for o in outputs)
+
+
+def test_background_replacement_spares_white_inside_the_figure():
+    from train.augment import _background_mask
+
+    image = np.full((64, 64, 3), 255, np.uint8)
+    cv2.circle(image, (32, 32), 20, (0, 0, 0), 2)
+    mask = _background_mask(image)
+    assert mask[0, 0] and mask[63, 63]
+    assert not mask[32, 32]  # white enclosed by the outline is part of the figure
+
+
+# ---------------------------------------------------------------- contract and model
+
+
+def test_face_crop_is_square_enlarged_and_padded():
+    from edge.contract import crop_face, face_crop_box
+
+    contract = InputContract(labels=("a", "b"), input_size=64)
+    left, top, side = face_crop_box((100, 100, 50, 60), contract)
+    assert side == 120
+    assert left + side / 2 == pytest.approx(125, abs=1)
+    assert top + side / 2 == pytest.approx(130 - 9, abs=1)  # shifted up by 0.15 of the height
+    frame = np.zeros((120, 160, 3), np.uint8)
+    crop = crop_face(frame, (0, 0, 40, 40), contract)  # extends past the top-left corner
+    assert crop.shape == (64, 64, 3)
+
+
+def test_contract_round_trips_and_rejects_other_versions():
+    contract = InputContract(labels=("a", "b", "c"), input_size=96)
+    data = json.loads(contract.to_json())
+    assert InputContract.from_dict(data) == contract
+    data["version"] = 99
+    with pytest.raises(ValueError, match="version"):
+        InputContract.from_dict(data)
+
+
+def test_model_outputs_probabilities_and_unit_embedding():
+    from train.model import build_model
+
+    contract = InputContract(labels=("a", "b", "c"), input_size=48)
+    model = build_model(contract, weights=None, alpha=0.35)
+    images = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3)).astype(np.float32)
+    probabilities, embedding = model.predict(images, verbose=0)
+    assert probabilities.shape == (2, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    from train.model import WeightsError, resolve_weights
+
+    with pytest.raises(WeightsError, match="does not exist"):
+        resolve_weights(str(tmp_path / "nope.h5"))
+
+
+# ---------------------------------------------------------------- the command
+
+
+def test_train_command_writes_every_artifact(tmp_path):
+    data = make_dataset(tmp_path / "d", per_class=5)
+    models = tmp_path / "models"
+    result = run_train("--data", str(data), "--val-split", "0.4", "--models", str(models), "--weights", "random",
+                       "--size", "32", "--epochs", "2", "--augment-copies", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = {p.name for p in models.iterdir()}
+    assert {"lookalike.keras", "labels.txt", "model_card.json", "history.json", "training_curves.png",
+            "confusion_matrix.png", "gallery.npz", "characters"} <= names
+    assert not [n for n in names if n.startswith(".train-")]  # no staging folder left behind
+    card = json.loads((models / "model_card.json").read_text())
+    assert card["labels"] == ["cat", "dog", "owl"]
+    assert InputContract.from_dict(card["contract"]).input_size == 32
+    assert set(card["metrics"]["validation"]) >= {"top1", "top5", "per_class_top1"}
+    assert len(card["data"]["val_files"]) == 6 and len(card["data"]["train_files"]) == 9
+    assert sorted(p.name for p in (models / "characters").iterdir()) == ["cat.png", "dog.png", "owl.png"]
+    gallery = np.load(models / "gallery.npz")
+    assert gallery["embeddings"].shape == (3, 1280)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "/nonexistent/folder"], "does not exist"),
+        (["--weights", "/nonexistent/weights.h5"], "weights file"),
+        (["--size", "8"], "out of range"),
+    ],
+)
+def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
+    result = run_train("--models", str(tmp_path / "m"), *args)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0]
+    assert not (tmp_path / "m" / "lookalike.keras").exists()
+
+
+def test_interrupted_training_leaves_previous_model_untouched(tmp_path, monkeypatch):
+    import train.pipeline as pipeline
+    from train.__main__ import main
+
+    data = make_dataset(tmp_path / "d", per_class=4)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "lookalike.keras").write_bytes(b"previous model")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "plot_confusion", interrupted)
+    code = main(["--data", str(data), "--val-split", "0.5", "--models", str(models), "--weights", "random",
+                 "--size", "32", "--epochs", "1", "--augment-copies", "0"])
+    assert code == 130
+    assert (models / "lookalike.keras").read_bytes() == b"previous model"
+    assert [p.name for p in models.iterdir()] == ["lookalike.keras"]
+
+
+# ---------------------------------------------------------------- real weights
+
+
+@pytest.mark.slow
+def test_real_weights_training_run_produces_a_usable_model(trained_models_dir):
+    import keras
+
+    card = json.loads((trained_models_dir / "model_card.json").read_text())
+    contract = InputContract.from_dict(card["contract"])
+    assert contract.num_classes == 60 and contract.input_size == 96
+    assert card["data"]["fingerprint_sha256"] and card["versions"]["tensorflow"]
+    validation = card["metrics"]["validation"]
+    assert 0.0 <= validation["top1"] <= validation["top5"] <= 1.0
+    model = keras.models.load_model(trained_models_dir / "lookalike.keras")
+    images = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
+    probabilities, embedding = model.predict(images, verbose=0)
+    assert probabilities.shape == (2, 60) and embedding.shape == (2, 1280)
+    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-4)
+    # Real ImageNet features separate the classes better than chance even after a 3-epoch run.
+    assert validation["top5"] > 5 / 60
