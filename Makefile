@@ -19,6 +19,10 @@ DATA ?=
 VAL ?=
 EPOCHS ?=
 SIZE ?=
+# Latency yardstick for the benchmark: Google's int8 MobileNetV2, when this workplace's copy exists.
+SHARED_REFERENCE := $(wildcard ../shared/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite)
+REFERENCE ?= $(SHARED_REFERENCE)
+COMPARE ?=
 SOURCE ?= 0
 DETECTOR ?=
 FACE ?=
@@ -52,7 +56,8 @@ convert: setup
 	$(BIN)/python -m convert --models $(MODELS) $(ARGS)
 
 benchmark: setup
-	$(BIN)/python -m benchmarks --models $(MODELS) --out $(REPORTS) $(ARGS)
+	$(BIN)/python -m benchmarks --models $(MODELS) --out $(REPORTS) $(if $(REFERENCE),--reference $(REFERENCE)) \
+		$(if $(COMPARE),--compare $(COMPARE)) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
 
 camera: setup
 	$(BIN)/python -m edge --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
@@ -75,4 +80,4 @@ test-edge: $(EDGE_VENV)/.installed
 
 clean:
 	rm -rf $(MODELS)/*.keras $(MODELS)/*.tflite $(MODELS)/*.json $(MODELS)/*.npz $(MODELS)/*.png \
-		$(MODELS)/*.txt $(MODELS)/characters $(REPORTS)/*
+		$(MODELS)/*.txt $(MODELS)/characters $(filter-out $(REPORTS)/README.md,$(wildcard $(REPORTS)/*))

@@ -1,0 +1,268 @@
+"""The report dictionary -> benchmark.json, benchmark.md (and plots via ``benchmarks.plots``).
+
+The Markdown is rendered from the same dictionary that becomes benchmark.json, so the two never
+disagree. Every file is written to a temporary name in the reports folder and renamed into place:
+an interrupted run leaves the previous report whole.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from benchmarks.compare import RULES
+from benchmarks.machine import describe
+
+JSON_FILE = "benchmark.json"
+MARKDOWN_FILE = "benchmark.md"
+WORSE = " ▼"  # marks a number that got worse than the --compare report beyond noise
+MISSING = "-"
+WEAKEST_CLASSES_SHOWN = 5
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    partial = path.with_name(f".{path.name}.tmp")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    finally:
+        if partial.exists():
+            partial.unlink()
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: a number that could not be computed is null."""
+    if isinstance(value, float):
+        # Six significant digits are far below measurement noise and keep the file readable.
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int = 0) -> str:
+    """Indented JSON in which a list of numbers stays on one line (samples, confusion rows)."""
+    pad, inner = " " * indent, " " * (indent + 1)
+    if isinstance(value, dict) and value:
+        items = [f"{inner}{json.dumps(str(k))}: {to_json(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        return "[\n" + ",\n".join(inner + to_json(v, indent + 1) for v in value) + "\n" + pad + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def write_json(report: dict[str, Any], out_dir: Path) -> Path:
+    return write_text_atomic(out_dir / JSON_FILE, to_json(_clean(report)) + "\n")
+
+
+def write_markdown(report: dict[str, Any], out_dir: Path) -> Path:
+    return write_text_atomic(out_dir / MARKDOWN_FILE, render_markdown(report))
+
+
+# --- formatting helpers ---------------------------------------------------------------------------
+
+def _percent(value: float | None) -> str:
+    return MISSING if value is None else f"{100.0 * value:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return MISSING
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _megabytes(value: float | None) -> str:
+    return MISSING if value is None else f"{value / 1e6:.1f}"
+
+
+def _times(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.2f}x"
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[bool]) -> list[str]:
+    """A Markdown table padded to column width, so it reads in a terminal as well as on GitHub."""
+    rows = [list(r) for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(("-" * (w + 1) + ":") if r else (":" + "-" * (w + 1)) for w, r in zip(widths, right)) + "|"
+    return [line(headers), rule] + [line(r) for r in rows]
+
+
+def _worse_set(report: dict[str, Any]) -> set[tuple[str, str]]:
+    comparison = report.get("comparison") or {}
+    return {(r["subject"], r["metric"]) for r in comparison.get("regressions", [])}
+
+
+def _latency(row: dict[str, Any], threads: str, stat: str) -> float | None:
+    return ((row.get("latency_ms") or {}).get(threads) or {}).get(stat)
+
+
+# --- sections -------------------------------------------------------------------------------------
+
+def main_table(report: dict[str, Any]) -> list[str]:
+    """One row per model: size, accuracy, agreement, latency p50/p90 per thread count, speed-up."""
+    threads = [str(t) for t in report["settings"]["latency_threads"]]
+    worse = _worse_set(report)
+    headers = ["model", "size MB", "top-1", "top-5", "agreement"]
+    for t in threads:
+        headers += [f"p50 ms {t}T", f"p90 ms {t}T"]
+    headers += [f"speed-up {threads[0]}T"]
+    rows = []
+    for row in report["variants"]:
+        name = row["name"]
+
+        def mark(text: str, metric: str) -> str:
+            return text + WORSE if (name, metric) in worse else text
+
+        cells = [
+            name,
+            mark(_megabytes(row.get("size_bytes")), "size_bytes"),
+            mark(_percent(row.get("top1")), "top1"),
+            mark(_percent(row.get("top5")), "top5"),
+            mark(_percent(row.get("agreement")), "agreement"),
+        ]
+        for t in threads:
+            cells += [mark(_ms(_latency(row, t, "p50")), f"latency_ms.{t}.p50"),
+                      mark(_ms(_latency(row, t, "p90")), f"latency_ms.{t}.p90")]
+        cells.append(_times((row.get("speedup_vs_float32") or {}).get(threads[0])))
+        rows.append(cells)
+    return table(headers, rows, [False] + [True] * (len(headers) - 1))
+
+
+def details_table(report: dict[str, Any]) -> list[str]:
+    threads = [str(t) for t in report["settings"]["latency_threads"]]
+    worse = _worse_set(report)
+    headers = ["model", "macro acc"] + [f"p99 ms {t}T" for t in threads]
+    headers += ["load ms", "1st run ms", "peak RSS MB", "model RSS MB"]
+    rows = []
+    for row in report["variants"]:
+        name = row["name"]
+
+        def mark(text: str, metric: str) -> str:
+            return text + WORSE if (name, metric) in worse else text
+
+        cells = [name, mark(_percent(row.get("macro_per_class")), "macro_per_class")]
+        cells += [_ms(_latency(row, t, "p99")) for t in threads]
+        cells += [
+            mark(_ms(row.get("load_ms")), "load_ms"),
+            _ms(row.get("first_run_ms")),
+            _megabytes(row.get("peak_rss_bytes")),
+            mark(_megabytes(row.get("model_rss_bytes")), "model_rss_bytes"),
+        ]
+        rows.append(cells)
+    return table(headers, rows, [False] + [True] * (len(headers) - 1))
+
+
+def goals_section(report: dict[str, Any]) -> list[str]:
+    goals = report.get("goals") or []
+    if not goals:
+        return []
+    rows = [[g["goal"], _times(g["value"]), "yes" if g["met"] else "NO"] for g in goals]
+    lines = ["## Goals", ""] + table(["goal", "measured", "met"], rows, [False, True, False])
+    reference = next((r for r in report["variants"] if r["name"] == "reference"), None)
+    if reference is not None:
+        lines += ["", f"Reference: `{reference['file']}` (latency only; no labels)."]
+    return lines + [""]
+
+
+def pipeline_section(report: dict[str, Any]) -> list[str]:
+    pipeline = report.get("pipeline") or {}
+    lines = ["## Camera pipeline", ""]
+    if pipeline.get("skipped"):
+        return lines + [f"Not measured: {pipeline['skipped']}", ""]
+    worse = _worse_set(report)
+    fps = f"{pipeline['fps']:.1f}" + (WORSE if ("pipeline", "fps") in worse else "")
+    lines.append(
+        f"{pipeline['frames']} frames of `{pipeline['video']}` ({pipeline['frame_size']}), model "
+        f"`{pipeline['model']}`, detector {pipeline['detector']}: **{fps} FPS** end to end "
+        f"({pipeline['classified_frames']} frames classified a face, {pipeline['detected_frames']} ran the detector)."
+    )
+    lines.append("")
+    rows = []
+    for stage, summary in pipeline["stages_ms"].items():
+        mark = WORSE if ("pipeline", f"stages_ms.{stage}.mean") in worse else ""
+        rows.append([stage, _ms(summary["mean"]) + mark, _percent(summary.get("share")),
+                     _percent(summary.get("run_fraction")), _ms(summary["p50"]), _ms(summary["p90"])])
+    lines += table(["stage", "ms per frame", "share", "runs on", "p50 ms when run", "p90 ms when run"], rows,
+                   [False, True, True, True, True, True])
+    lines += ["", "Headless (no window), so nothing is drawn; a stage that never ran is not listed."]
+    return lines + [""]
+
+
+def weakest_classes(report: dict[str, Any]) -> list[str]:
+    rows = {r["name"]: r for r in report["variants"] if r.get("per_class")}
+    name = "int8" if "int8" in rows else next(iter(rows), None)
+    if name is None:
+        return []
+    scored = [(acc, label) for label, acc in rows[name]["per_class"].items() if acc is not None]
+    scored.sort()
+    shown = ", ".join(f"{label} {100 * acc:.0f}%" for acc, label in scored[:WEAKEST_CLASSES_SHOWN])
+    return [f"Weakest classes ({name}): {shown}.", ""]
+
+
+def comparison_section(report: dict[str, Any]) -> list[str]:
+    comparison = report.get("comparison")
+    if not comparison:
+        return []
+    lines = ["## Compared with an earlier report", "",
+             f"Against `{comparison['against']}` ({comparison.get('against_created') or 'date unknown'}). "
+             f"{WORSE.strip()} marks a number worse beyond noise: " + "; ".join(RULES) + ".", ""]
+    regressions = comparison.get("regressions") or []
+    if not regressions:
+        lines.append("Nothing got worse beyond noise.")
+    for r in regressions:
+        lines.append(f"- {r['subject']} {r['metric']}: {r['old']:.4g} -> {r['new']:.4g} ({r['rule']})")
+    lines += [f"- note: {n}" for n in comparison.get("notes", [])]
+    return lines + [""]
+
+
+def plots_section(report: dict[str, Any]) -> list[str]:
+    plots = report.get("plots") or []
+    if not plots:
+        return []
+    return ["## Plots", ""] + [f"![{p['title']}]({p['file']})" for p in plots] + [""]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    settings = report["settings"]
+    threads = ", ".join(str(t) for t in settings["latency_threads"])
+    data = (f"{settings['images']} images from {settings['data']}" if settings["images"]
+            else "no labeled images (accuracy not measured)")
+    lines = [
+        "# Benchmark: lookalike models, float versus quantized",
+        "",
+        f"Measured {report['created']} on {describe(report['machine'])}.",
+        "",
+        f"Accuracy: {data}, {settings['input_size']} px, TFLite with {settings['accuracy_threads']} threads. "
+        f"Latency: one image per run, {settings['runs']} timed runs per model after {settings['warmup']} "
+        f"warm-up, models interleaved in blocks of {settings['block']}, with {threads} thread(s) "
+        "(`nT` columns). Agreement: share of images with the same top-1 class as the Keras model "
+        "(or float32 TFLite where Keras is absent). Speed-up: float32 TFLite median / this median.",
+        "",
+    ]
+    lines += main_table(report) + [""]
+    lines += weakest_classes(report)
+    lines += goals_section(report)
+    lines += ["## Details", ""] + details_table(report) + [
+        "",
+        "load ms: creating the model in a fresh process (sidecar check, sha256, interpreter, weight "
+        "packing); peak RSS: that process after loading and 3 runs; model RSS: peak minus the "
+        "process before loading (runtime already imported).",
+        "",
+    ]
+    lines += pipeline_section(report)
+    lines += comparison_section(report)
+    lines += plots_section(report)
+    notes = report.get("notes") or []
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
