@@ -153,16 +153,22 @@ def test_contract_round_trips_and_rejects_other_versions():
         InputContract.from_dict(data)
 
 
-def test_model_outputs_probabilities_and_unit_embedding():
+def test_model_outputs_probabilities_and_standardised_embedding():
     from train.model import build_model
 
     contract = InputContract(labels=("a", "b", "c"), input_size=48)
-    model = build_model(contract, weights=None, alpha=0.35)
+    plain = build_model(contract, weights=None, alpha=0.35)
     images = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 3)).astype(np.float32)
-    probabilities, embedding = model.predict(images, verbose=0)
+    probabilities, embedding = plain.predict(images, verbose=0)
     assert probabilities.shape == (2, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-5)
+    dim = embedding.shape[1]
+    # The domain statistics are baked in: embedding = (pooled - mean) / std / sqrt(D).
+    mean, std = np.full(dim, 0.5, np.float32), np.full(dim, 2.0, np.float32)
+    adapted = build_model(contract, backbone=plain.get_layer("backbone"), domain=(mean, std))
+    _, shifted = adapted.predict(images, verbose=0)
+    pooled = embedding * np.sqrt(dim)
+    np.testing.assert_allclose(shifted, (pooled - 0.5) / 2.0 / np.sqrt(dim), rtol=1e-4, atol=1e-5)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
@@ -192,7 +198,8 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert len(card["data"]["val_files"]) == 6 and len(card["data"]["train_files"]) == 9
     assert sorted(p.name for p in (models / "characters").iterdir()) == ["cat.png", "dog.png", "owl.png"]
     gallery = np.load(models / "gallery.npz")
-    assert gallery["embeddings"].shape == (3, 1280)
+    assert gallery["embeddings"].shape == (3, card["contract"]["embedding_dim"])
+    np.testing.assert_allclose(np.linalg.norm(gallery["embeddings"], axis=1), 1.0, rtol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -248,7 +255,7 @@ def test_real_weights_training_run_produces_a_usable_model(trained_models_dir):
     model = keras.models.load_model(trained_models_dir / "lookalike.keras")
     images = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
     probabilities, embedding = model.predict(images, verbose=0)
-    assert probabilities.shape == (2, 60) and embedding.shape == (2, 1280)
-    np.testing.assert_allclose(np.linalg.norm(embedding, axis=1), 1.0, rtol=1e-4)
+    assert probabilities.shape == (2, 60) and embedding.shape == (2, contract.embedding_dim)
+    assert card["architecture"]["backbone"].endswith("block_12_add, ImageNet weights, frozen")
     # Real ImageNet features separate the classes better than chance even after a 3-epoch run.
     assert validation["top5"] > 5 / 60

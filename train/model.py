@@ -1,19 +1,33 @@
-"""The lookalike model: MobileNetV2 backbone, pooled embedding, softmax over the characters.
+"""The lookalike model: MobileNetV2 features, domain standardisation, softmax over the characters.
 
 Input: RGB pixels 0..255 (the MobileNetV2 scaling is the first layer). Outputs, in order:
-``probabilities`` (softmax over the classes) and ``embedding`` (L2-normalised pooled features).
+``probabilities`` (softmax over the classes) and ``embedding`` (the pooled backbone features,
+standardised by the target domain's statistics and divided by sqrt(D), so about unit length;
+consumers L2-normalise it exactly, in float: an int8 L2 normalisation inside the model loses the
+sum of squares to rounding).
+
+Features come from the middle of MobileNetV2 (``block_12_add``, 96 channels at 1/16 resolution) by
+default rather than from its last layer. Measured on the held-out openmoji style with the same head:
+top-1 0.51 from ``block_12_add`` against 0.34 from ``out_relu``. The top blocks specialise in
+ImageNet's photographic objects; the middle of the network describes shapes, parts and colours,
+which carry across art styles (and toward camera faces). It also skips a third of the backbone's
+multiply-adds.
 """
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from edge.contract import InputContract
 
 BACKBONE_NAME = "backbone"
 WEIGHTS_ENV = "LOOKALIKE_WEIGHTS"
+DEFAULT_FEATURE_LAYER = "block_12_add"
+LOGIT_SCALE = 10.0  # the head sees embedding * LOGIT_SCALE: a fixed temperature for a unit-scale input
 
 
 class WeightsError(RuntimeError):
@@ -28,8 +42,10 @@ def resolve_weights(weights: str | None) -> str | None:
     """
     if weights is None:
         weights = os.environ.get(WEIGHTS_ENV) or "imagenet"
-    if weights in ("imagenet", "none", "random"):
-        return None if weights != "imagenet" else "imagenet"
+    if weights in ("none", "random"):
+        return None
+    if weights == "imagenet":
+        return "imagenet"
     path = Path(weights).expanduser()
     if not path.is_file():
         raise WeightsError(
@@ -39,15 +55,14 @@ def resolve_weights(weights: str | None) -> str | None:
     return str(path)
 
 
-def build_backbone(contract: InputContract, weights: str | None, alpha: float = 1.0) -> keras.Model:
+def build_backbone(
+    contract: InputContract, weights: str | None, alpha: float = 1.0, feature_layer: str = DEFAULT_FEATURE_LAYER
+) -> keras.Model:
+    """MobileNetV2 from its input to ``feature_layer`` (frozen)."""
     size = contract.input_size
     try:
-        return keras.applications.MobileNetV2(
-            input_shape=(size, size, 3),
-            alpha=alpha,
-            include_top=False,
-            weights=weights,
-            name=BACKBONE_NAME,
+        full = keras.applications.MobileNetV2(
+            input_shape=(size, size, 3), alpha=alpha, include_top=False, weights=weights, name="mobilenetv2"
         )
     except (OSError, ValueError) as exc:  # a download that fails, or a wrong weights file
         source = "download of the ImageNet weights" if weights == "imagenet" else f"weights {weights}"
@@ -55,26 +70,43 @@ def build_backbone(contract: InputContract, weights: str | None, alpha: float = 
             f"{source} failed ({str(exc).splitlines()[0][:160]}); on a machine without internet "
             "pass WEIGHTS=path/to/mobilenet_v2_1.0_224_no_top.weights.h5"
         ) from exc
+    try:
+        output = full.get_layer(feature_layer).output
+    except ValueError as exc:
+        raise ValueError(f"MobileNetV2 has no layer {feature_layer!r}") from exc
+    backbone = keras.Model(full.input, output, name=BACKBONE_NAME)
+    backbone.trainable = False
+    return backbone
 
 
 def build_model(
     contract: InputContract,
     weights: str | None = "imagenet",
     alpha: float = 1.0,
-    dropout: float = 0.2,
+    feature_layer: str = DEFAULT_FEATURE_LAYER,
+    dropout: float = 0.3,
+    backbone: keras.Model | None = None,
+    domain: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> keras.Model:
-    """The full model with a frozen backbone; ``weights=None`` gives random weights (tests)."""
+    """The full model. ``domain`` is the target domain's feature (mean, std), baked in as
+    constants (identity when None); the head starts untrained and ``train.pipeline`` sets it.
+    ``weights=None`` gives random weights (tests)."""
     size = contract.input_size
     inputs = keras.Input((size, size, 3), name="image", dtype="float32")
     scale, offset = contract.model_scaling
     x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
-    backbone = build_backbone(contract, weights, alpha)
-    backbone.trainable = False
-    features = backbone(x, training=False)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
-    embedding = keras.layers.UnitNormalization(name="embedding")(pooled)
-    dropped = keras.layers.Dropout(dropout, name="dropout")(pooled)
-    probabilities = keras.layers.Dense(
-        contract.num_classes, activation="softmax", name="probabilities"
-    )(dropped)
+    backbone = backbone or build_backbone(contract, weights, alpha, feature_layer)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
+    dim = int(pooled.shape[-1])
+    mean, std = domain if domain is not None else (np.zeros(dim), np.ones(dim))
+    standardised = keras.layers.Normalization(
+        mean=np.asarray(mean, np.float32), variance=np.square(np.asarray(std, np.float32)), name="domain_standardisation"
+    )(pooled)
+    embedding = keras.layers.Rescaling(1.0 / math.sqrt(dim), name="embedding")(standardised)
+    dropped = keras.layers.Dropout(dropout, name="dropout")(embedding)
+    probabilities = keras.layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(dropped)
     return keras.Model(inputs, [probabilities, embedding], name="lookalike")
+
+
+def embedding_dim(model: keras.Model) -> int:
+    return int(model.get_layer("embedding").output.shape[-1])

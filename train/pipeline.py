@@ -1,7 +1,8 @@
 """Training, top to bottom: data, features, head, model, evaluation, artifacts.
 
 The recipe, and why:
-1. The MobileNetV2 backbone (ImageNet weights) stays frozen. Its pooled features for the training
+1. The MobileNetV2 backbone (ImageNet weights) stays frozen, cut at a middle layer (see
+   ``train.model``: mid-level features carry across art styles). Its pooled features for the training
    images and for several augmented copies of each are computed once (augmentation toward other art
    styles and toward photos, see ``augment.py``), so every epoch of the head costs milliseconds.
 2. Each art style ("domain") is standardised by its own feature mean and spread before the head sees
@@ -9,13 +10,14 @@ The recipe, and why:
    along with the character; standardising per domain removes the style's constant offset, and at
    inference the target domain (an unseen style, or camera faces) is standardised by its own
    statistics. Measured on the held-out openmoji style, this alone lifts top-1 by about ten points.
-3. The head is a dense softmax over the L2-normalised standardised features (a cosine classifier
-   with a fixed scale), trained with label smoothing and dropout, early stopping on validation.
+3. The head is a dense softmax over the standardised features (scaled to about unit length, times a
+   fixed temperature), trained with label smoothing and dropout, early stopping on validation.
 4. The saved model takes RGB pixels 0..255 and carries the target domain's statistics as a
    Normalization layer, so the converted TFLite model is self-contained.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import shutil
@@ -30,8 +32,8 @@ import numpy as np
 from edge.contract import InputContract, read_rgb
 from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, load_dataset, load_images
+from train.model import LOGIT_SCALE
 
-COSINE_SCALE = 10.0  # logits = scale * cos(embedding, class direction) + bias
 MODEL_FILE = "lookalike.keras"
 CARD_VERSION = 1
 
@@ -45,6 +47,7 @@ class TrainConfig:
     weights: str | None = None  # resolved by train.model.resolve_weights
     input_size: int = 224
     alpha: float = 1.0
+    feature_layer: str = "block_12_add"
     augment_copies: int = 3
     epochs: int = 40
     patience: int = 8
@@ -60,7 +63,8 @@ class TrainConfig:
 # ---------------------------------------------------------------- features and domains
 
 
-def feature_extractor(contract: InputContract, weights: str | None, alpha: float):
+def feature_extractor(contract: InputContract, weights: str | None, alpha: float, feature_layer: str):
+    """(pixels -> pooled features model, the backbone it wraps)."""
     import keras
 
     from train.model import build_backbone
@@ -69,8 +73,7 @@ def feature_extractor(contract: InputContract, weights: str | None, alpha: float
     inputs = keras.Input((size, size, 3), name="image")
     scale, offset = contract.model_scaling
     x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
-    backbone = build_backbone(contract, weights, alpha)
-    backbone.trainable = False
+    backbone = build_backbone(contract, weights, alpha, feature_layer)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
     return keras.Model(inputs, pooled, name="features"), backbone
 
@@ -90,10 +93,18 @@ class DomainStats:
 
     @classmethod
     def of(cls, features: np.ndarray) -> "DomainStats":
-        return cls(features.mean(axis=0), features.std(axis=0) + 1e-3)
+        # A floor under each channel's spread: a channel that barely varies in one domain would
+        # otherwise blow up other domains' values (and the int8 range calibrated on them).
+        std = features.std(axis=0)
+        return cls(features.mean(axis=0), np.maximum(std, 0.25 * float(np.median(std)) + 1e-6))
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         return (features - self.mean) / self.std
+
+
+def unit_scale(standardised: np.ndarray) -> np.ndarray:
+    """What the model's ``embedding`` layer does: standardised features / sqrt(D)."""
+    return standardised / np.sqrt(standardised.shape[-1])
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -137,9 +148,9 @@ def train_head(config: TrainConfig, x_train, y_train, x_val, y_val, num_classes:
     )
     stop = keras.callbacks.EarlyStopping(monitor="val_accuracy", patience=config.patience, restore_best_weights=True, mode="max")
     history = head.fit(
-        COSINE_SCALE * x_train,
+        LOGIT_SCALE * x_train,
         keras.utils.to_categorical(y_train, num_classes),
-        validation_data=(COSINE_SCALE * x_val, keras.utils.to_categorical(y_val, num_classes)),
+        validation_data=(LOGIT_SCALE * x_val, keras.utils.to_categorical(y_val, num_classes)),
         epochs=config.epochs,
         batch_size=config.batch_size,
         shuffle=True,
@@ -152,23 +163,11 @@ def train_head(config: TrainConfig, x_train, y_train, x_val, y_val, num_classes:
 
 def assemble_model(contract: InputContract, backbone, head, target: DomainStats):
     """image (pixels 0..255) -> [probabilities, embedding], with the target domain's statistics inside."""
-    import keras
+    from train.model import build_model
 
-    size = contract.input_size
-    inputs = keras.Input((size, size, 3), name="image", dtype="float32")
-    scale, offset = contract.model_scaling
-    x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
-    standardised = keras.layers.Normalization(
-        mean=target.mean, variance=np.square(target.std), name="domain_standardisation"
-    )(pooled)
-    embedding = keras.layers.UnitNormalization(name="embedding")(standardised)
-    dense = head.get_layer("probabilities")
-    kernel, bias = dense.get_weights()
-    classifier = keras.layers.Dense(kernel.shape[1], activation="softmax", name="probabilities")
-    probabilities = classifier(embedding)
-    classifier.set_weights([kernel * COSINE_SCALE, bias])
-    model = keras.Model(inputs, [probabilities, embedding], name="lookalike")
+    model = build_model(contract, backbone=backbone, domain=(target.mean, target.std))
+    kernel, bias = head.get_layer("probabilities").get_weights()
+    model.get_layer("probabilities").set_weights([kernel * LOGIT_SCALE, bias])
     return model
 
 
@@ -313,7 +312,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     y_val = np.asarray(dataset.val.targets)
     train_domains = np.array([domain_of(p, dataset.train_roots) for p in dataset.train.files])
 
-    extractor, backbone = feature_extractor(contract, weights, config.alpha)
+    extractor, backbone = feature_extractor(contract, weights, config.alpha, config.feature_layer)
     rng = np.random.default_rng(config.seed)
     copies = []
     for copy in range(config.augment_copies + 1):
@@ -322,13 +321,14 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         log(f"features: training copy {copy + 1} of {config.augment_copies + 1} ({'original' if copy == 0 else 'augmented'}) "
             f"[{time.time() - started:.0f} s]")
     val_features = pooled_features(extractor, x_val, config.feature_batch)
+    contract = dataclasses.replace(contract, embedding_dim=int(val_features.shape[1]))
 
     # The target domain: the validation style when it is separate, else the training data itself.
     separate_val = bool(dataset.val_roots)
     target = DomainStats.of(val_features if separate_val else copies[0])
-    head_x = l2_normalise(np.concatenate([standardise_by_domain(f, train_domains) for f in copies]))
+    head_x = unit_scale(np.concatenate([standardise_by_domain(f, train_domains) for f in copies]))
     head_y = np.tile(y_train, len(copies))
-    val_x = l2_normalise(target.apply(val_features))
+    val_x = unit_scale(target.apply(val_features))
     head, history = train_head(config, head_x, head_y, val_x, y_val, contract.num_classes, log)
 
     model = assemble_model(contract, backbone, head, target)
@@ -336,7 +336,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     metrics = evaluate(probabilities, y_val, contract.labels)
     # What the same head does without adapting to the target domain (train statistics instead).
     unadapted = DomainStats.of(copies[0])
-    plain = head.predict(COSINE_SCALE * l2_normalise(unadapted.apply(val_features)), verbose=0)
+    plain = head.predict(LOGIT_SCALE * unit_scale(unadapted.apply(val_features)), verbose=0)
     metrics["without_domain_adaptation"] = {k: v for k, v in evaluate(plain, y_val, contract.labels).items() if k in ("top1", "top5")}
     log(f"validation: top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, macro top-1 {metrics['macro_top1']:.3f} "
         f"({len(y_val)} images; without domain adaptation top-1 {metrics['without_domain_adaptation']['top1']:.3f})")
@@ -373,9 +373,9 @@ def _model_card(config, weights, dataset: Dataset, contract, metrics, target, se
         "contract": contract.to_dict(),
         "labels": list(contract.labels),
         "architecture": {
-            "backbone": f"MobileNetV2 alpha {config.alpha}, ImageNet weights, frozen",
-            "head": "global average pooling -> domain standardisation -> L2 normalisation (embedding) "
-                    f"-> dense softmax (cosine scale {COSINE_SCALE})",
+            "backbone": f"MobileNetV2 alpha {config.alpha} up to {config.feature_layer}, ImageNet weights, frozen",
+            "head": "global average pooling -> domain standardisation -> / sqrt(D) (embedding) "
+                    f"-> dense softmax (logit scale {LOGIT_SCALE} folded into the kernel)",
             "outputs": list(contract.outputs),
         },
         "target_domain": {
