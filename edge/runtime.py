@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edge.contract import InputContract
+from edge.quiet import native_stderr_silenced
 
 SIDECAR_VERSION = 1
 VARIANTS = ("float32", "float16", "dynamic", "int8")
@@ -95,8 +96,9 @@ class LookalikeModel:
         self.variant = str(self.sidecar.get("variant", self.path.stem))
         cls, self.interpreter_module = interpreter_class()
         try:
-            self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with native_stderr_silenced():  # the runtime's INFO lines would bury our messages
+                self.interpreter = cls(model_path=str(self.path), num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{self.path} is not a valid TFLite model ({exc}): run 'make convert' again") from exc
         self._input = self.interpreter.get_input_details()[0]

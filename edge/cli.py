@@ -1,0 +1,153 @@
+"""``python -m edge``: the live camera lookalike, or a lookalike card for a photo.
+
+    python -m edge                                   # webcam 0, window, Esc or q to quit
+    python -m edge --source picamera                 # Raspberry Pi camera module
+    python -m edge clip.mp4 --no-window --output annotated.mp4 --json results.jsonl
+    python -m edge photo.jpg --card card.png --no-window
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from edge.faces import DetectorError
+from edge.live import NoFaceError, RunOptions, WindowError, run
+from edge.matcher import METHODS
+from edge.outputs import OutputError
+from edge.pipeline import PipelineOptions
+from edge.runtime import VARIANTS, ModelError
+from edge.sources import SourceError
+from edge.tracking import TrackerSettings
+
+USER_ERRORS = (ModelError, SourceError, DetectorError, OutputError, WindowError, NoFaceError)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x480, got {text!r}") from None
+    if width < 16 or height < 16:
+        raise argparse.ArgumentTypeError(f"camera size {text} is too small")
+    return width, height
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults, but not the meaningless ones (None, off switches)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m edge",
+        description="Which cartoon character does a face look like? Live camera, video, photos.",
+        formatter_class=_DefaultsShown,
+    )
+    parser.add_argument("input", nargs="?", default=None,
+                        help="a photo, video file, folder of images or camera (same as --source)")
+    parser.add_argument("--source", default=None,
+                        help="camera index (0) or device (/dev/video0), 'picamera', video file, image or folder "
+                             "[default: 0]")
+    parser.add_argument("--astronaut", action="store_true",
+                        help="use scikit-image's astronaut photo (needs scikit-image)")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="folder with the converted model files")
+    parser.add_argument("--variant", choices=VARIANTS, default="int8", help="which converted model to run")
+    parser.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads")
+    parser.add_argument("--detector", default=None,
+                        help="face detector: a YuNet .onnx file (OpenCV model zoo) or a Haar .xml [default: "
+                             "OpenCV's bundled Haar cascade]")
+    parser.add_argument("--full-frame", action="store_true", help="classify the whole picture, no face detection")
+    parser.add_argument("--match", choices=METHODS, default="auto",
+                        help="rank by the classifier or the gallery; auto: the gallery once it is calibrated")
+    parser.add_argument("--no-window", action="store_true", help="headless: no window (use --output, --json, --card)")
+    parser.add_argument("--output", type=Path, help="annotated video (.mp4, .avi), or image for a single photo")
+    parser.add_argument("--json", type=Path, dest="json_path", help="results, one JSON object per frame or picture")
+    parser.add_argument("--card", type=Path,
+                        help="lookalike card (.png) of the last face seen; in the window the s key saves it")
+    parser.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
+    parser.add_argument("--camera-size", type=_size, default="640x480", help="requested camera resolution")
+    tuning = parser.add_argument_group("speed and stability")
+    defaults = PipelineOptions()
+    tuning.add_argument("--detect-every", type=_positive_int, default=defaults.detect_every,
+                        help="run face detection every N frames (faces are tracked in between)")
+    tuning.add_argument("--detect-width", type=int, default=defaults.detect_width,
+                        help="width the frame is shrunk to for detection and tracking")
+    tuning.add_argument("--classify-every", type=_positive_int, default=defaults.classify_every,
+                        help="re-classify each face every N frames (sooner when it moves)")
+    tuning.add_argument("--max-faces", type=_positive_int, default=TrackerSettings().max_faces,
+                        help="faces followed at once")
+    tuning.add_argument("--smoothing", type=float, default=defaults.smoothing,
+                        help="weight of the newest scores in each face's moving average (1: no smoothing)")
+    tuning.add_argument("--top", type=_positive_int, default=defaults.top_k, help="characters listed per face")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> RunOptions:
+    if args.input is not None and args.source is not None:
+        parser.error("give the input either as an argument or with --source, not both")
+    if args.astronaut and (args.input is not None or args.source is not None):
+        parser.error("--astronaut replaces the input: drop the photo or --source")
+    try:
+        pipeline = PipelineOptions(
+            detect_every=args.detect_every,
+            classify_every=args.classify_every,
+            detect_width=args.detect_width,
+            smoothing=args.smoothing,
+            full_frame=args.full_frame,
+            top_k=args.top,
+            tracker=TrackerSettings(max_faces=args.max_faces),
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    return RunOptions(
+        source=args.input if args.input is not None else (args.source if args.source is not None else "0"),
+        models=args.models,
+        variant=args.variant,
+        threads=args.threads,
+        detector=args.detector,
+        show_window=not args.no_window,
+        output=args.output,
+        json_path=args.json_path,
+        card=args.card,
+        astronaut=args.astronaut,
+        match=args.match,
+        max_frames=args.max_frames,
+        camera_size=args.camera_size,
+        quiet=args.quiet,
+        pipeline=pipeline,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    options = options_from_args(args, parser)
+    try:
+        summary = run(options)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+    if not options.quiet:
+        print(summary.describe(), file=sys.stderr)
+        for path in summary.written:
+            print(f"wrote {path}", file=sys.stderr)
+    return 130 if summary.stopped_by == "interrupt" else 0

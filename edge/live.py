@@ -1,0 +1,443 @@
+"""The camera loop: read a frame, find the lookalikes, draw them, show or save, repeat.
+
+Shaped like TensorFlow's Raspberry Pi classify.py: one ``run()`` with a plain loop, an options
+object, FPS averaged over a window and Esc to quit. Added: per-stage timing, a headless mode
+(annotated video, JSON lines, lookalike card), sources other than a webcam, and a dropped frame
+is counted and skipped instead of ending the program.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import cv2
+import numpy as np
+
+from edge.card import main_face, save_card
+from edge.faces import make_face_detector
+from edge.matcher import LookalikeMatcher
+from edge.outputs import JsonLinesWriter, annotated_output, check_image_path
+from edge.overlay import CharacterPictures, draw_frame
+from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
+from edge.runtime import LookalikeModel, model_path, sidecar_path
+from edge.sources import Frame, FrameSource, SourceError, astronaut_source, open_source
+
+WINDOW_NAME = "Cartoon lookalike"
+ESC = 27
+
+
+class WindowError(RuntimeError):
+    """No window can be shown here; the message says how to run headless instead."""
+
+
+@dataclass
+class RunOptions:
+    source: str = "0"
+    models: Path = Path("models")
+    variant: str = "int8"
+    threads: int = 1
+    detector: str | None = None  # None: OpenCV's Haar cascade; a path: YuNet .onnx
+    show_window: bool = True
+    output: Path | None = None  # annotated video (or image, for one picture)
+    json_path: Path | None = None  # one JSON object per frame or picture
+    card: Path | None = None  # lookalike card of the last face seen (and the 's' key's file)
+    astronaut: bool = False  # use scikit-image's astronaut photo as the source
+    match: str = "auto"
+    max_frames: int | None = None
+    camera_size: tuple[int, int] = (640, 480)
+    fps_window: int = 10  # frames the shown FPS and stage times are averaged over
+    quiet: bool = False
+    pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+
+
+@dataclass
+class RunSummary:
+    """What a run did and how fast: returned as data, printed as one line."""
+
+    frames: int = 0
+    dropped: int = 0
+    frames_with_faces: int = 0
+    classifications: int = 0
+    seconds: float = 0.0
+    mean_ms: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    stopped_by: str = "end"  # end, user, max_frames, interrupt
+    written: list[str] = field(default_factory=list)
+    interpreter: str = ""
+    still: bool = False  # the source was pictures, not a stream
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def describe(self) -> str:
+        stages = ", ".join(f"{name} {ms:.1f}" for name, ms in self.mean_ms.items() if name != "total" and ms >= 0.05)
+        per = f"{self.mean_ms.get('total', 0.0):.1f} ms per {'picture' if self.still else 'frame'}: {stages}"
+        if self.still:
+            text = f"{_count(self.frames, 'picture')} ({per}); faces found in {self.frames_with_faces}"
+        else:
+            text = (
+                f"{_count(self.frames, 'frame')} in {self.seconds:.1f} s ({self.fps:.1f} FPS, {per}); "
+                f"faces in {self.frames_with_faces} frames, {_count(self.classifications, 'classification')}"
+            )
+        text += f"; peak RSS {self.peak_rss_mb:.0f} MB"
+        if self.dropped:
+            text += f"; {_count(self.dropped, 'frame' if not self.still else 'picture')} could not be read and were skipped"
+        return text
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+class FpsMeter:
+    """Frames per second over the last ``window`` frames."""
+
+    def __init__(self, window: int = 10):
+        self._times: deque[float] = deque(maxlen=max(2, window))
+
+    def tick(self) -> float | None:
+        self._times.append(time.perf_counter())
+        if len(self._times) < 2:
+            return None
+        return (len(self._times) - 1) / max(1e-9, self._times[-1] - self._times[0])
+
+
+class StageAverages:
+    """Per-stage milliseconds: a rolling mean for the screen and a run-long mean for the summary."""
+
+    def __init__(self, window: int = 10):
+        self._recent: deque[dict[str, float]] = deque(maxlen=max(1, window))
+        self._totals = {name: 0.0 for name in STAGES + ("total",)}
+        self.count = 0
+
+    def add(self, ms: dict[str, float]) -> None:
+        self._recent.append(ms)
+        for name, value in ms.items():
+            self._totals[name] = self._totals.get(name, 0.0) + value
+        self.count += 1
+
+    def recent(self) -> dict[str, float]:
+        if not self._recent:
+            return {}
+        return {name: sum(ms.get(name, 0.0) for ms in self._recent) / len(self._recent) for name in STAGES}
+
+    def overall(self) -> dict[str, float]:
+        return {name: total / self.count for name, total in self._totals.items()} if self.count else {}
+
+
+class Window:
+    """An OpenCV window; fails early, with what to do, when OpenCV was built without a GUI."""
+
+    def __init__(self, name: str = WINDOW_NAME):
+        self.name = name
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise WindowError(
+                "no display to open a window on (DISPLAY is not set): run with --no-window and --output/--json/--card, "
+                "or start it from the desktop"
+            )
+        try:
+            cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
+        except cv2.error as exc:
+            raise WindowError(
+                "this OpenCV cannot open a window (opencv-python-headless, or no display): run with --no-window "
+                "and --output/--json/--card, or install opencv-python instead of opencv-python-headless"
+            ) from exc
+
+    def show(self, bgr: np.ndarray, wait_ms: int) -> int:
+        """Show a frame; the key pressed (lower-case code) or -1. ``wait_ms`` 0 waits for a key.
+
+        Closing the window counts as Esc. Waiting for a key polls, because a blocking
+        waitKey(0) does not return when the window is closed with the mouse on some backends.
+        """
+        cv2.imshow(self.name, bgr)
+        while True:
+            key = cv2.waitKey(wait_ms if wait_ms > 0 else 100)
+            if key != -1:
+                return key & 0xFF
+            if self.closed():
+                return ESC
+            if wait_ms > 0:
+                return -1
+
+    def closed(self) -> bool:
+        try:
+            return cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) < 1
+        except cv2.error:
+            return True
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.name)
+        except cv2.error:
+            pass
+
+
+def peak_rss_mb() -> float:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
+
+
+def face_record(face: FaceResult) -> dict[str, Any]:
+    def ranked(rows):
+        return [{"label": r.label, "score": round(r.score, 4)} for r in rows]
+
+    return {
+        "box": list(face.box),
+        "track": face.track_id,
+        "fresh": face.fresh,
+        "method": face.lookalike.method,
+        "top": ranked(face.lookalike.top),
+        "classifier": ranked(face.lookalike.classifier),
+        "gallery": ranked(face.lookalike.gallery),
+    }
+
+
+def frame_record(label: Union[str, int], result: FrameResult | None, ms: dict[str, float], error: str = "") -> dict[str, Any]:
+    """The JSON line for one frame or picture."""
+    record: dict[str, Any] = {"source": label, "faces": [face_record(f) for f in result.faces] if result else []}
+    if result is not None:
+        record["detected"] = result.detected
+        record["classified"] = result.classified
+    if error:
+        record["error"] = error
+    record["ms"] = {name: round(value, 2) for name, value in ms.items()}
+    return record
+
+
+def describe_faces(label: Union[str, int], result: FrameResult) -> str:
+    if not result.faces:
+        return f"{label}: no face found"
+    parts = []
+    for face in result.faces:
+        ranking = ", ".join(f"{r.label} {r.score:.2f}" for r in face.lookalike.top)
+        where = "whole picture" if face.box == (0, 0) + tuple(result.size) else f"face at {list(face.box)}"
+        parts.append(f"{where}: {ranking}")
+    return f"{label}: " + "; ".join(parts)
+
+
+def characters_folder(model: LookalikeModel) -> Path | None:
+    name = model.sidecar.get("characters")
+    return sidecar_path(model.path).parent / str(name) if name else None
+
+
+def warm_up(model: LookalikeModel) -> None:
+    """One inference before timing: the interpreter sets up its kernels on the first call."""
+    size = model.contract.input_size
+    model.predict(np.zeros((size, size, 3), np.uint8))
+
+
+@dataclass
+class _Outputs:
+    """The run's output files, committed together at the end."""
+
+    video: Any = None
+    json: JsonLinesWriter | None = None
+
+    def commit(self) -> list[str]:
+        written = []
+        for output in (self.video, self.json):
+            if output is not None:
+                path = output.commit()
+                if path is not None:
+                    written.append(str(path))
+        return written
+
+    def discard(self) -> None:
+        for output in (self.video, self.json):
+            if output is not None:
+                output.discard()
+
+
+class NoFaceError(RuntimeError):
+    """A card was asked for but no face was found."""
+
+
+def open_run_source(options: RunOptions) -> FrameSource:
+    return astronaut_source() if options.astronaut else open_source(options.source, options.camera_size)
+
+
+def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
+    """Run the lookalike loop until the source ends, the user quits or ``max_frames`` is reached.
+
+    ``source`` replaces ``options.source`` (frames already in memory, a benchmark's own reader).
+    """
+    model = LookalikeModel(model_path(options.models, options.variant), num_threads=options.threads)
+    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim, options.match)
+    detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
+    pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
+    source = source if source is not None else open_run_source(options)
+    try:
+        return LookalikeLoop(options, model, pipeline, source).run()
+    finally:
+        source.close()
+
+
+class LookalikeLoop:
+    """One run over one source: the loop, its outputs, its window and its statistics."""
+
+    def __init__(self, options: RunOptions, model: LookalikeModel, pipeline: LookalikePipeline, source: FrameSource):
+        self.options = options
+        self.model = model
+        self.pipeline = pipeline
+        self.source = source
+        self.pictures = CharacterPictures(characters_folder(model))
+        self.summary = RunSummary(interpreter=model.interpreter_module, still=source.still)
+        self.fps_meter = FpsMeter(options.fps_window)
+        self.averages = StageAverages(options.fps_window)
+        self.paused = False
+        self._last_shown = 0.0
+        # The most recent frame with a face, and its main face: what a card shows.
+        self.card_frame: np.ndarray | None = None
+        self.card_face: FaceResult | None = None
+        if options.card is not None:
+            check_image_path(options.card)
+        self.outputs = self._open_outputs()
+        self.window: Window | None = None
+
+    def _open_outputs(self) -> _Outputs:
+        options, source = self.options, self.source
+        video = None
+        if options.output is not None:
+            video = annotated_output(options.output, source.fps, source.still, source.picture_count == 1)
+        return _Outputs(video, JsonLinesWriter(options.json_path) if options.json_path else None)
+
+    def run(self) -> RunSummary:
+        summary = self.summary
+        try:
+            self.window = Window() if self.options.show_window else None
+            warm_up(self.model)
+            started = time.perf_counter()
+            try:
+                summary.stopped_by = self._loop()
+            except KeyboardInterrupt:
+                summary.stopped_by = "interrupt"
+            summary.seconds = time.perf_counter() - started
+        except SourceError:
+            # The camera went away mid-run: keep what was finished, then report the error.
+            summary.written = self.outputs.commit()
+            raise
+        except BaseException:
+            self.outputs.discard()
+            raise
+        finally:
+            if self.window is not None:
+                self.window.close()
+        summary.mean_ms = self.averages.overall()
+        if self.source.still and summary.frames == 0 and summary.dropped > 0:
+            self.outputs.discard()
+            raise SourceError(f"no picture in {self.source.name} could be decoded: pass a JPEG or PNG photo")
+        summary.written = self.outputs.commit()
+        if self.options.card is not None:
+            summary.written.append(str(self.write_card(self.options.card)))
+        summary.peak_rss_mb = peak_rss_mb()
+        return summary
+
+    def _loop(self) -> str:
+        """Frames until the end: returns why it stopped (end, max_frames, user)."""
+        options, summary = self.options, self.summary
+        while True:
+            if options.max_frames is not None and summary.frames >= options.max_frames:
+                return "max_frames"
+            timer = StageTimer()
+            with timer.stage("read"):
+                frame: Frame = self.source.read()
+            if frame.end:
+                return "end"
+            if frame.image is None:
+                self._skip(frame)
+                continue
+            result = self.pipeline.process(frame.image, still=self.source.still, timer=timer)
+            annotated = self._record(frame, result, timer)
+            if self.window is not None and self._react_to_keys(annotated):
+                return "user"
+
+    def _skip(self, frame: Frame) -> None:
+        """A frame that could not be read or decoded: count it, note it, carry on."""
+        self.summary.dropped += 1
+        error = frame.error or "frame could not be read"
+        if self.source.still:
+            print(f"warning: skipped {frame.label}: {error}", file=sys.stderr)
+        if self.outputs.json is not None:
+            self.outputs.json.write(frame_record(frame.label, None, {}, error))
+
+    def _record(self, frame: Frame, result: FrameResult, timer: StageTimer) -> np.ndarray | None:
+        """Count, draw and write one processed frame; returns the annotated frame if drawn."""
+        summary = self.summary
+        summary.frames += 1
+        summary.classifications += result.classified
+        if result.faces:
+            summary.frames_with_faces += 1
+            self.card_frame, self.card_face = frame.image, main_face(result.faces)
+        fps = self.fps_meter.tick()
+        annotated = None
+        if self.window is not None or self.outputs.video is not None:
+            with timer.stage("draw"):
+                annotated = draw_frame(frame.image, result.faces, self.pictures, fps, self.averages.recent(), self.paused)
+        with timer.stage("output"):
+            if self.outputs.video is not None:
+                self.outputs.video.write(annotated)
+        ms = dict(timer.ms)
+        ms["total"] = sum(ms.values())
+        self.averages.add(ms)
+        if self.outputs.json is not None:
+            self.outputs.json.write(frame_record(frame.label, result, ms))
+        if self.source.still and not self.options.quiet:
+            print(describe_faces(frame.label, result), flush=True)
+        return annotated
+
+    def _react_to_keys(self, annotated: np.ndarray) -> bool:
+        """Show the frame and act on keys: Esc/q quit (True), s save a card, space pause.
+
+        A still picture stays until a key is pressed; a paused stream keeps its frame on screen
+        without reading the source.
+        """
+        still = self.source.still
+        key = self.window.show(annotated, 0 if still else self._playback_wait_ms())
+        while True:
+            if key in (ESC, ord("q")):
+                return True
+            if key == ord("s"):
+                self._save_card_now()
+            elif key == ord(" ") and not still:
+                self.paused = not self.paused
+            elif still and key != -1:
+                return False  # any other key: next picture
+            if not still and not self.paused:
+                return False
+            key = self.window.show(annotated, 0 if still else 50)
+
+    def _playback_wait_ms(self) -> int:
+        """How long to wait for a key: a video file plays at its own frame rate, a camera at once."""
+        now = time.perf_counter()
+        wait = 1
+        if not self.source.live and self._last_shown:
+            interval_ms = 1000.0 / self.source.fps
+            wait = max(1, int(interval_ms - (now - self._last_shown) * 1000.0))
+        self._last_shown = now + wait / 1000.0
+        return wait
+
+    def _save_card_now(self) -> None:
+        if self.card_face is None:
+            print("no face seen yet: no card saved", file=sys.stderr)
+            return
+        path = self.options.card or Path(time.strftime("lookalike_card_%Y%m%d_%H%M%S.png"))
+        print(f"card saved: {self.write_card(path)}", file=sys.stderr)
+
+    def write_card(self, path: Path) -> Path:
+        if self.card_face is None:
+            raise NoFaceError(
+                f"no face found in {self.source.name}: no card written "
+                "(try another photo, --detector path/to/yunet.onnx, or --full-frame)"
+            )
+        caption = f"{Path(str(self.source.name)).name} | {self.model.variant} model"
+        return save_card(path, self.card_face, self.pictures, caption, self.card_frame, self.model.contract)

@@ -1,0 +1,130 @@
+"""The lookalike matcher: classifier ranking, gallery cosine, centring, temperature, smoothing."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edge.matcher import GalleryScoring, LookalikeMatcher, MatchScores, load_gallery
+from edge.runtime import LookalikeModel, ModelError, Prediction, model_path, read_sidecar
+
+LABELS = ("cat", "dog", "owl")
+
+
+def unit(v):
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+GALLERY = np.stack([unit([1, 0, 0, 0]), unit([0, 1, 0, 0]), unit([0, 0, 1, 1])])
+
+
+def test_classifier_ranking_is_the_softmax_order():
+    matcher = LookalikeMatcher(LABELS, GalleryScoring.build(LABELS, GALLERY))
+    scores = matcher.score(Prediction(np.array([0.2, 0.7, 0.1], np.float32), unit([1, 0, 0, 0])))
+    result = matcher.rank(scores, k=3)
+    assert [(r.label, round(r.score, 3)) for r in result.classifier] == [("dog", 0.7), ("cat", 0.2), ("owl", 0.1)]
+    assert result.method == "classifier" and result.top == result.classifier  # uncalibrated gallery: classifier leads
+
+
+def test_gallery_cosine_ranks_the_nearest_character_first():
+    matcher = LookalikeMatcher(LABELS, GalleryScoring.build(LABELS, GALLERY), method="gallery")
+    result = matcher.rank(matcher.score(Prediction(np.full(3, 1 / 3, np.float32), unit([0.1, 0, 1, 0.9]))))
+    assert result.method == "gallery" and result.best.label == "owl"
+    assert all(0.0 <= r.score <= 1.0 for r in result.gallery)
+
+
+def test_centred_cosine_removes_the_shared_direction():
+    # Every embedding shares a large common component (the "domain"); only centring reveals that
+    # the face is closest to the dog.
+    common = np.array([0, 0, 0, 5.0], np.float32)
+    characters = np.stack([unit([1, 0, 0, 0] + common), unit([0, 1, 0, 0] + common), unit([0, 0, 1, 0] + common)])
+    face = unit(np.array([0.2, 1.0, 0, 0], np.float32) + 2 * common)
+    plain = GalleryScoring.build(LABELS, characters)
+    centred = GalleryScoring.build(LABELS, characters, character_mean=characters.mean(0), face_mean=face * 0.95)
+    assert centred.centred and not plain.centred
+    assert LABELS[int(np.argmax(centred.scores(face)))] == "dog"
+    assert np.ptp(centred.similarities(face)) > np.ptp(plain.similarities(face))
+
+
+def test_temperature_turns_similarities_into_a_distribution():
+    sharp = GalleryScoring.build(LABELS, GALLERY, temperature=0.05)
+    soft = GalleryScoring.build(LABELS, GALLERY, temperature=1.0)
+    face = unit([1, 0.2, 0, 0])
+    for scoring in (sharp, soft):
+        assert scoring.calibrated and np.isclose(scoring.scores(face).sum(), 1.0)
+    assert sharp.scores(face).max() > soft.scores(face).max()
+    matcher = LookalikeMatcher(LABELS, sharp)  # auto: a calibrated gallery leads
+    assert matcher.primary == "gallery"
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError):
+        GalleryScoring.build(LABELS, GALLERY, character_mean=np.zeros(4))  # one mean without the other
+    with pytest.raises(ValueError):
+        GalleryScoring.build(LABELS, GALLERY, temperature=0.0)
+    with pytest.raises(ModelError):
+        LookalikeMatcher(LABELS, None, method="gallery")
+
+
+def test_uncalibrated_scores_map_cosine_to_0_1_keeping_the_order():
+    scoring = GalleryScoring.build(LABELS, GALLERY)
+    np.testing.assert_allclose(scoring.scores(unit([1, 0, 0, 0])), [1.0, 0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(scoring.scores(unit([-1, 0, 0, 0])), [0.0, 0.5, 0.5], atol=1e-6)
+
+
+def test_zero_embedding_scores_neutral_not_nan():
+    scoring = GalleryScoring.build(LABELS, GALLERY)
+    np.testing.assert_allclose(scoring.scores(np.zeros(4, np.float32)), 0.5)
+
+
+def test_smoothing_is_an_exponential_moving_average():
+    old = MatchScores(np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0]))
+    new = MatchScores(np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]))
+    blended = old.blend(new, 0.25)
+    np.testing.assert_allclose(blended.classifier, [0.75, 0.25, 0.0])
+    np.testing.assert_allclose(blended.gallery, [0.0, 0.75, 0.25])
+    assert MatchScores(np.ones(3)).blend(new, 0.5).gallery is new.gallery
+
+
+def test_optional_gallery_arrays_and_sidecar_parameters(models_copy):
+    """character_mean, face_mean and temperature in gallery.npz, 'matching' in the sidecar."""
+    tflite = model_path(models_copy, "int8")
+    model = LookalikeModel(tflite)
+    dim = model.contract.embedding_dim
+    with np.load(models_copy / "gallery.npz") as data:
+        labels, embeddings = data["labels"], data["embeddings"]
+    rng = np.random.default_rng(0)
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings,
+             character_mean=rng.random(dim, dtype=np.float32), face_mean=rng.random(dim, dtype=np.float32),
+             temperature=np.float32(0.1))
+    gallery = load_gallery(tflite, read_sidecar(tflite), dim)
+    assert gallery.centred and gallery.temperature == pytest.approx(0.1)
+
+    sidecar_file = models_copy / "lookalike_int8.json"
+    sidecar = json.loads(sidecar_file.read_text())
+    sidecar["matching"] = {"temperature": 0.5, "method": "classifier"}
+    sidecar_file.write_text(json.dumps(sidecar))
+    matcher = LookalikeMatcher.from_sidecar(tflite, read_sidecar(tflite), model.labels, dim)
+    assert matcher.gallery.temperature == 0.5 and matcher.primary == "classifier"
+
+
+def test_model_without_gallery_ranks_by_classifier_only(models_copy):
+    tflite = model_path(models_copy, "int8")
+    sidecar = json.loads((models_copy / "lookalike_int8.json").read_text())
+    del sidecar["gallery"]
+    model = LookalikeModel(tflite)
+    matcher = LookalikeMatcher.from_sidecar(tflite, sidecar, model.labels, model.contract.embedding_dim)
+    size = model.contract.input_size
+    result = matcher.rank(matcher.score(model.predict(np.zeros((size, size, 3), np.uint8))))
+    assert matcher.gallery is None and result.gallery == [] and result.top == result.classifier
+
+
+def test_gallery_with_wrong_mean_size_names_the_file(models_copy):
+    tflite = model_path(models_copy, "int8")
+    with np.load(models_copy / "gallery.npz") as data:
+        np.savez(models_copy / "gallery.npz", labels=data["labels"], embeddings=data["embeddings"],
+                 character_mean=np.zeros(3), face_mean=np.zeros(3))
+    with pytest.raises(ModelError, match="gallery.npz"):
+        load_gallery(tflite, read_sidecar(tflite), LookalikeModel(tflite).contract.embedding_dim)

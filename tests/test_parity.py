@@ -1,0 +1,249 @@
+"""Keras vs the edge pipeline: the same photo, the same answer (the train/serve skew check).
+
+The edge side is the device's whole path: OpenCV reads the photo (BGR), the face detector finds
+the face, the contract crop is cut from the frame, converted to RGB and run through the TFLite
+interpreter. The reference side reads the same file with another library (scikit-image, RGB) and
+cuts the contract crop around the same box. Two questions are asked separately, so that a
+failure says where the difference comes from:
+
+1. skew: does the edge pipeline feed the model exactly what the reference crop is? The same
+   .tflite file run by a bare interpreter (not edge.runtime) on the reference crop must give the
+   edge's numbers (to float rounding, or one output quantization step). A channel swap, another crop,
+   resize or scaling on the device fails here, for every variant.
+2. fidelity: does the converted model reproduce Keras on these face crops? Same top-1 when Keras
+   has a clear winner, probabilities within the variant's tolerance, embeddings pointing the same
+   way. A failure here is the conversion's (see the models' conversion_report.json), not edge's.
+
+Photos are re-saved as PNG first so that both sides decode identical pixels (two JPEG decoders
+may differ by a level or two).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from edge.contract import crop_face  # noqa: E402
+from edge.faces import HaarFaceDetector  # noqa: E402
+from edge.matcher import LookalikeMatcher  # noqa: E402
+from edge.pipeline import LookalikePipeline, PipelineOptions  # noqa: E402
+from edge.runtime import VARIANTS, LookalikeModel, model_path  # noqa: E402
+from edge.sources import open_source  # noqa: E402
+from shared_paths import FACES, need  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """How close a variant must stay to Keras on a face crop."""
+
+    probability_atol: float
+    min_embedding_cosine: float
+
+
+# Measured on a briefly trained 96 px model (5 classes): int8 moved probabilities by <= 0.007 and
+# kept embeddings at cosine >= 0.99; the margins leave room for other models.
+FIDELITY = {
+    "float32": Fidelity(1e-4, 0.9999),
+    "float16": Fidelity(0.03, 0.995),
+    "dynamic": Fidelity(0.06, 0.98),
+    "int8": Fidelity(0.15, 0.90),
+}
+
+
+@dataclass
+class EdgeFace:
+    box: tuple[int, int, int, int]
+    probabilities: np.ndarray  # (C,), in label order
+    gallery: dict[str, float]
+
+
+def png_copy(photo: Path, folder: Path) -> Path:
+    from skimage import io
+
+    target = folder / (photo.stem + ".png")
+    io.imsave(target, io.imread(photo), check_contrast=False)
+    return target
+
+
+def edge_faces(models_dir: Path, variant: str, photo: Path) -> tuple[LookalikeModel, LookalikeMatcher, list[EdgeFace]]:
+    """The device's path for one photo: every face, with full classifier and gallery scores."""
+    model = LookalikeModel(model_path(models_dir, variant))
+    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim, "classifier")
+    everything = max(len(model.labels), len(matcher.gallery.labels) if matcher.gallery else 0)
+    pipeline = LookalikePipeline(model, HaarFaceDetector(), matcher, PipelineOptions(top_k=everything))
+    with open_source(str(photo)) as source:
+        result = pipeline.process(source.read().image, still=True)
+    faces = []
+    for face in result.faces:
+        scores = {r.label: r.score for r in face.lookalike.classifier}
+        faces.append(EdgeFace(face.box, np.array([scores[label] for label in model.labels]),
+                              {r.label: r.score for r in face.lookalike.gallery}))
+    return model, matcher, faces
+
+
+def reference_crop(photo: Path, box, contract) -> np.ndarray:
+    from skimage import io
+
+    rgb = np.ascontiguousarray(io.imread(photo)[:, :, :3])
+    return crop_face(rgb, box, contract)
+
+
+class ReferenceInterpreter:
+    """The same .tflite file run by a bare LiteRT interpreter, with the sidecar's output map."""
+
+    def __init__(self, tflite: Path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.sidecar = json.loads(tflite.with_suffix(".json").read_text())
+        self.interpreter = Interpreter(model_path=str(tflite), num_threads=1)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        outputs = self.interpreter.get_output_details()
+        self.outputs = {name: outputs[int(self.sidecar["outputs"][name])] for name in ("probabilities", "embedding")}
+
+    def __call__(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """probabilities, embedding, and the probability output's quantization step (0 if float)."""
+        dtype = self.input["dtype"]
+        self.interpreter.set_tensor(self.input["index"], crop[None].astype(dtype))
+        self.interpreter.invoke()
+        values = {}
+        for name, detail in self.outputs.items():
+            raw = self.interpreter.get_tensor(detail["index"])[0]
+            scale, zero_point = detail["quantization"]
+            values[name] = (raw.astype(np.float32) - zero_point) * scale if scale else raw.astype(np.float32)
+        step = float(self.outputs["probabilities"]["quantization"][0])
+        return values["probabilities"], values["embedding"], step
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b) / norm if norm else 0.0
+
+
+def check_no_skew(models_dir: Path, variant: str, photo: Path) -> int:
+    """Question 1: the edge pipeline gives what the same model gives on the reference crop."""
+    model, matcher, faces = edge_faces(models_dir, variant, photo)
+    assert faces, f"no face found in {photo.name}"
+    reference = ReferenceInterpreter(model.path)
+    for face in faces:
+        probabilities, embedding, step = reference(reference_crop(photo, face.box, model.contract))
+        np.testing.assert_allclose(face.probabilities, probabilities, atol=max(1e-5, 1.01 * step),
+                                   err_msg=f"edge preprocessing differs from the reference: {variant}, {photo.name} {face.box}")
+        if matcher.gallery is not None:
+            expected = matcher.gallery.scores(embedding)
+            got = np.array([face.gallery[label] for label in matcher.gallery.labels])
+            np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"gallery scores differ: {variant}, {photo.name}")
+    return len(faces)
+
+
+def check_fidelity(keras_model, models_dir: Path, variant: str, photo: Path) -> None:
+    """Question 2: the converted model on the device reproduces Keras on face crops."""
+    tolerance = FIDELITY[variant]
+    model, _, faces = edge_faces(models_dir, variant, photo)
+    reference = ReferenceInterpreter(model.path)
+    for face in faces:
+        crop = reference_crop(photo, face.box, model.contract)
+        probabilities, embedding = (v[0] for v in keras_model.predict(crop[None].astype(np.float32), verbose=0))
+        where = f"{variant} on {photo.name} face {list(face.box)}"
+        _, tflite_embedding, _ = reference(crop)
+        turned = cosine(tflite_embedding, embedding)
+        assert turned >= tolerance.min_embedding_cosine, (
+            f"{where}: embedding cosine to Keras {turned:.4f} < {tolerance.min_embedding_cosine} "
+            "(the converted model differs from Keras; see conversion_report.json)"
+        )
+        np.testing.assert_allclose(face.probabilities, probabilities, atol=tolerance.probability_atol, err_msg=where)
+        ranked = np.sort(probabilities)[::-1]
+        if ranked[0] - ranked[1] > 2 * tolerance.probability_atol:  # a clear winner must stay the winner
+            assert np.argmax(face.probabilities) == np.argmax(probabilities), f"{where}: top-1 changed"
+
+
+# --- fast: a tiny random-weight model, converted in the test ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_keras_and_float32(tmp_path_factory):
+    """A tiny Keras model with its converted float32 variant beside it.
+
+    Only float32, to keep this test fast: it is the variant that isolates the device's own
+    preprocessing (a float32 model adds no numeric error of its own). The quantized variants are
+    compared on the trained model in the slow test (a random-weight 48 px model quantizes too
+    poorly for a meaningful int8 comparison: see the fixture's conversion report).
+    """
+    pytest.importorskip("skimage")
+    keras = pytest.importorskip("keras")
+    from convert.pipeline import ConvertConfig, run
+    from fixtures.make_tiny_models import write_tiny_source
+
+    folder = tmp_path_factory.mktemp("parity") / "models"
+    write_tiny_source(folder)
+    run(ConvertConfig(models_dir=folder, variants=("float32",), rep_size=30, max_val=6), on_table=lambda _: None)
+    return keras.models.load_model(folder / "lookalike.keras"), folder
+
+
+def test_tiny_model_keras_and_edge_agree(tiny_keras_and_float32, tmp_path):
+    keras_model, folder = tiny_keras_and_float32
+    photos = [png_copy(need(FACES / name), tmp_path) for name in ("grace_hopper.jpg", "open_images_group.jpg")]
+    compared = 0
+    for photo in photos:
+        compared += check_no_skew(folder, "float32", photo)
+        check_fidelity(keras_model, folder, "float32", photo)
+    assert compared >= 3  # Hopper and at least two of the party's faces
+
+
+def test_the_comparison_would_catch_a_channel_swap(tiny_keras_and_float32, tmp_path):
+    """Guard against a vacuous parity test: feeding Keras BGR instead of RGB must differ clearly."""
+    keras_model, folder = tiny_keras_and_float32
+    photo = png_copy(need(FACES / "grace_hopper.jpg"), tmp_path)
+    model, _, faces = edge_faces(folder, "float32", photo)
+    swapped_crop = reference_crop(photo, faces[0].box, model.contract)[:, :, ::-1]
+    swapped = keras_model.predict(swapped_crop[None].astype(np.float32), verbose=0)[0][0]
+    assert np.abs(swapped - faces[0].probabilities).max() > 100 * FIDELITY["float32"].probability_atol
+
+
+# --- slow: a briefly trained real-weights model, every variant -------------------------------
+
+
+def trained_and_converted(request, tmp_path) -> Path:
+    """The session's converted models when conftest offers them, else the trained ones converted here."""
+    for name in ("converted_models_dir", "trained_models_dir"):
+        try:
+            folder = Path(request.getfixturevalue(name))
+        except pytest.FixtureLookupError:
+            continue
+        if all(model_path(folder, v).is_file() for v in VARIANTS):
+            return folder
+        from convert.pipeline import ConvertConfig, run
+
+        copy = Path(shutil.copytree(folder, tmp_path / "models"))
+        run(ConvertConfig(models_dir=copy, rep_size=100), on_table=lambda _: None)
+        return copy
+    pytest.skip("tests/conftest.py has no trained_models_dir fixture")
+
+
+@pytest.mark.slow
+def test_trained_model_edge_pipeline_has_no_skew(request, tmp_path):
+    """Every variant: the device's preprocessing feeds the model exactly the reference crop."""
+    pytest.importorskip("skimage")
+    folder = trained_and_converted(request, tmp_path)
+    photos = [png_copy(need(FACES / name), tmp_path) for name in ("grace_hopper.jpg", "astronaut.jpg", "open_images_group.jpg")]
+    for variant in VARIANTS:
+        assert sum(check_no_skew(folder, variant, photo) for photo in photos) >= 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_trained_model_variant_reproduces_keras(variant, request, tmp_path):
+    """Each variant against Keras on real faces: same top-1, probabilities and embeddings close."""
+    pytest.importorskip("skimage")
+    keras = pytest.importorskip("keras")
+    folder = trained_and_converted(request, tmp_path)
+    keras_model = keras.models.load_model(folder / "lookalike.keras")
+    for name in ("grace_hopper.jpg", "astronaut.jpg", "open_images_group.jpg"):
+        check_fidelity(keras_model, folder, variant, png_copy(need(FACES / name), tmp_path))
