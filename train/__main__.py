@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=40, help="maximum epochs of the head")
     parser.add_argument("--patience", type=int, default=8, help="early stopping patience (epochs)")
     parser.add_argument("--augment-copies", type=int, default=3, help="augmented copies of each training image")
+    parser.add_argument("--faces", default=None,
+                        help="folder of photos of real people: the face domain the device's gallery match is "
+                             "centred on (default: the faces that ship with scikit-image)")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--max-per-class", type=int, default=None, help="use at most this many images per class (quick runs)")
     return parser.parse_args(argv)
@@ -38,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from train.data import DatasetError
+    from train.faces import FacesError
     from train.model import WeightsError
     from train.pipeline import TrainConfig, run
 
@@ -47,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
-        seed=args.seed, max_per_class=args.max_per_class,
+        seed=args.seed, max_per_class=args.max_per_class, faces=args.faces,
     )
     try:
         run(config, log=lambda message: print(message, flush=True))
-    except (DatasetError, WeightsError) as exc:
+    except (DatasetError, WeightsError, FacesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

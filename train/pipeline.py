@@ -58,6 +58,7 @@ class TrainConfig:
     seed: int = 1234
     feature_batch: int = 32
     max_per_class: int | None = None  # for quick runs and tests
+    faces: str | None = None  # folder of face photos for the face domain; default: scikit-image's faces
 
 
 # ---------------------------------------------------------------- features and domains
@@ -346,24 +347,47 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         for c in range(contract.num_classes)
     ]))
 
+    face_domain = face_calibration(config, contract, model)
+
     models_dir = Path(config.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".train-", dir=models_dir))
     try:
         model.save(staging / MODEL_FILE)
         (staging / "labels.txt").write_text("\n".join(contract.labels) + "\n")
-        np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32))
+        np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32),
+                 **face_domain.pop("arrays"))
         (staging / "history.json").write_text(json.dumps({"head": history}, indent=1))
         plot_history(history, staging / "training_curves.png")
         plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")
         write_characters(dataset, staging / "characters")
         card = _model_card(config, weights, dataset, contract, metrics, target, separate_val, time.time() - started)
+        card["face_domain"] = face_domain
         (staging / "model_card.json").write_text(json.dumps(card, indent=1))
         publish(staging, models_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote {models_dir / MODEL_FILE} and its model card in {time.time() - started:.0f} s")
     return card
+
+
+def face_calibration(config: TrainConfig, contract: InputContract, model) -> dict[str, Any]:
+    """The real-face domain for the device's gallery match: mean embedding of face crops."""
+    from train.faces import DEFAULT_TEMPERATURE, folder_faces, mirrored, package_faces
+
+    crops = folder_faces(Path(config.faces), contract) if config.faces else package_faces(contract)
+    source = config.faces or "scikit-image lfw_subset (100) + astronaut"
+    if not crops:
+        return {"source": None, "faces": 0, "arrays": {}}
+    _, embeddings = model.predict(np.stack(mirrored(crops)).astype(np.float32), batch_size=config.feature_batch, verbose=0)
+    face_mean = l2_normalise(embeddings).mean(axis=0)
+    arrays = {
+        "face_mean": face_mean.astype(np.float32),
+        # The gallery is already centred per art style, so the character side needs no further shift.
+        "character_mean": np.zeros_like(face_mean, dtype=np.float32),
+        "temperature": np.float32(DEFAULT_TEMPERATURE),
+    }
+    return {"source": source, "faces": len(crops), "temperature": DEFAULT_TEMPERATURE, "arrays": arrays}
 
 
 def _model_card(config, weights, dataset: Dataset, contract, metrics, target, separate_val, seconds) -> dict[str, Any]:
