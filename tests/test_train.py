@@ -200,6 +200,10 @@ def test_train_command_writes_every_artifact(tmp_path):
     gallery = np.load(models / "gallery.npz")
     assert gallery["embeddings"].shape == (3, card["contract"]["embedding_dim"])
     np.testing.assert_allclose(np.linalg.norm(gallery["embeddings"], axis=1), 1.0, rtol=1e-5)
+    # The face domain the device centres real faces on (scikit-image's faces by default).
+    assert gallery["face_mean"].shape == (card["contract"]["embedding_dim"],)
+    assert float(gallery["temperature"]) > 0
+    assert card["face_domain"]["faces"] >= 100
 
 
 @pytest.mark.parametrize(
@@ -208,6 +212,7 @@ def test_train_command_writes_every_artifact(tmp_path):
         (["--data", "/nonexistent/folder"], "does not exist"),
         (["--weights", "/nonexistent/weights.h5"], "weights file"),
         (["--size", "8"], "out of range"),
+        (["--faces", "/nonexistent/faces"], "face folder"),
     ],
 )
 def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
@@ -217,6 +222,15 @@ def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, messag
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "m" / "lookalike.keras").exists()
+
+
+def test_face_folder_without_faces_is_refused(tmp_path):
+    from train.faces import FacesError, folder_faces
+
+    folder = tmp_path / "faces"
+    write_image(folder / "not_a_face.png", (10, 200, 10), size=120)
+    with pytest.raises(FacesError, match="no faces found"):
+        folder_faces(folder, InputContract(labels=("a", "b"), input_size=64))
 
 
 def test_interrupted_training_leaves_previous_model_untouched(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not 32 <= args.size <= 640:
         print(f"error: --size {args.size} is out of range (32..640)", file=sys.stderr)
+        return 2
+    if args.faces and not Path(args.faces).is_dir():
+        print(f"error: face folder {args.faces} does not exist (a folder of photos of people)", file=sys.stderr)
         return 2
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
