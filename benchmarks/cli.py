@@ -4,6 +4,7 @@
     python -m benchmarks --reference ../shared/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite
     python -m benchmarks --compare reports/benchmark.json     # mark what got worse
     python -m benchmarks --data data/emoji-characters/openmoji --max-images 200 --runs 50
+    python -m benchmarks --faces-only --faces ../shared/faces  # real faces only, in seconds
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import sys
 from pathlib import Path
 
 from benchmarks import BenchmarkError
-from benchmarks.plots import FIGURES, write_plots
+from benchmarks.faces import DEFAULT_VARIANT
+from benchmarks.plots import FACES_FIGURES, FIGURES, write_plots
 from benchmarks.progress import say
-from benchmarks.report import main_table, write_json, write_markdown
+from benchmarks.report import faces_table, main_table, write_json, write_markdown
 from benchmarks.run import BenchmarkConfig, run_benchmark
+from edge.runtime import VARIANTS
 
 
 FIGURE_FILES = tuple(filename for filename, _, _ in FIGURES)
@@ -76,10 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="recorded video for the camera pipeline [default: edge's 640x480 test video]")
     parser.add_argument("--pipeline-frames", type=_positive_int, default=150, help="frames of the video to run")
     parser.add_argument("--detector", default=None,
-                        help="face detector for the pipeline: YuNet .onnx [default: edge's Haar cascade]")
+                        help="face detector for the pipeline and the real faces: YuNet .onnx [default: edge's Haar cascade]")
     parser.add_argument("--face", type=Path, default=None,
                         help="photo the test video is made from when there is no --video [default: scikit-image's astronaut]")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the camera pipeline")
+    parser.add_argument("--faces", type=Path, default=None, metavar="DIR",
+                        help="folder of face photos for the real-faces section, every detected face one sample "
+                             "[default: scikit-image's 100 LFW faces and astronaut]")
+    parser.add_argument("--faces-only", action="store_true",
+                        help="measure the real faces only (no accuracy, latency or pipeline): seconds, not minutes")
+    parser.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT, help="the model the real faces run through")
     parser.add_argument("--no-plots", action="store_true", help="skip the Matplotlib figures")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -101,6 +110,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchmarkConf
         pipeline_frames=args.pipeline_frames,
         detector=args.detector,
         face=args.face,
+        faces=args.faces,
+        faces_only=args.faces_only,
+        faces_variant=args.variant,
         plots=not args.no_plots,
         show_progress=not args.quiet,
         command=shlex.join(["python", "-m", "benchmarks"] + argv),
@@ -110,7 +122,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchmarkConf
 def write_reports(report: dict, out_dir: Path, plots: bool) -> list[Path]:
     """Plots first (their notes go into the text), then Markdown, then JSON; each one atomically."""
     if plots:
-        written, notes = write_plots(report, out_dir)
+        faces_only = report["settings"].get("faces_only", False)
+        written, notes = write_plots(report, out_dir, FACES_FIGURES if faces_only else FIGURES)
         report["plots"] = written
         report["notes"] += notes
     else:
@@ -139,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nbenchmark: interrupted; the reports in {config.out_dir} are unchanged", file=sys.stderr)
         return 130
-    print("\n".join(main_table(report)))
+    print("\n".join(faces_table(report) if config.faces_only else main_table(report)))
     regressions = (report.get("comparison") or {}).get("regressions") or []
     if regressions:
         say(f"{len(regressions)} number(s) got worse than {config.compare} beyond noise (see benchmark.md)")

@@ -10,6 +10,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from benchmarks.faces import top1_counts_figure
+
 COLORS = {"keras": "#4c4c4c", "float32": "#1f77b4", "float16": "#2ca02c", "dynamic": "#ff7f0e",
           "int8": "#d62728", "reference": "#9467bd"}
 
@@ -147,16 +149,18 @@ FIGURES: tuple[tuple[str, str, Callable[[Any, dict[str, Any]], Any]], ...] = (
     ("per_class_accuracy.png", "Per-class accuracy", per_class_accuracy),
     ("latency_distributions.png", "Latency distributions", latency_distributions),
     ("confusion_int8.png", "Confusion matrix of int8", confusion_matrix),
+    ("faces_top1.png", "Top-1 answers for real faces", top1_counts_figure),
 )
+FACES_FIGURES = FIGURES[-1:]  # all a --faces-only run can draw
 
 
-def write_plots(report: dict[str, Any], out_dir: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """Draw every figure the data allows: (written [{file, title}], notes)."""
+def write_plots(report: dict[str, Any], out_dir: Path, figures=FIGURES) -> tuple[list[dict[str, str]], list[str]]:
+    """Draw every figure of ``figures`` the data allows: (written [{file, title}], notes)."""
     plt = import_pyplot()
     if plt is None:
         return [], ["Matplotlib is not installed (normal on the device): plots skipped"]
     written, notes = [], []
-    for filename, title, draw in FIGURES:
+    for filename, title, draw in figures:
         figure = draw(plt, report)
         if figure is None:
             notes.append(f"{filename} not drawn: the run has no data for it")

@@ -20,6 +20,7 @@ MARKDOWN_FILE = "benchmark.md"
 WORSE = " ▼"  # marks a number that got worse than the --compare report beyond noise
 MISSING = "-"
 WEAKEST_CLASSES_SHOWN = 5
+PER_FACE_ROWS = 20  # a per-face table for a handful of photos, not for a hundred crops
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -198,6 +199,79 @@ def pipeline_section(report: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+FACES_CHANGES = ("flip", "brighter", "darker", "jitter")
+
+
+def _ranking_name(name: str, faces: dict[str, Any]) -> str:
+    return f"{name} (shown)" if name == faces.get("primary") else name
+
+
+def faces_table(report: dict[str, Any]) -> list[str]:
+    """One row per ranking of the real faces: variety, then top-1 stability under each small change."""
+    faces = report.get("faces") or {}
+    rankings = faces.get("rankings") or {}
+    if not rankings:
+        return [f"Real faces not measured: {faces.get('skipped', 'no faces section')}"]
+    rows = []
+    for name, ranking in rankings.items():
+        variety, stable = ranking["variety"], ranking["stability"]
+        top = variety["most_frequent"][0]
+        rows.append([
+            _ranking_name(name, faces),
+            f"{_percent(variety['most_frequent_share'])} {top['label']}",
+            f"{variety['distinct']} of {variety['characters']} ({_percent(variety['distinct_share'])})",
+            *[_percent(stable.get(change)) for change in FACES_CHANGES],
+            _percent(stable.get("mean")),
+        ])
+    headers = ["ranking", "most frequent top-1", "distinct top-1", *FACES_CHANGES, "stable (mean)"]
+    return table(headers, rows, [False, False, False] + [True] * (len(FACES_CHANGES) + 1))
+
+
+def _top3(ranked: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['label']} {r['score']:.2f}" for r in ranked) or MISSING
+
+
+def real_faces_section(report: dict[str, Any]) -> list[str]:
+    faces = report.get("faces")
+    if faces is None:
+        return []
+    lines = ["## Real faces: variety and stability of the answers", ""]
+    if faces.get("skipped"):
+        return lines + [f"Not measured: {faces['skipped']}", ""]
+    gallery = faces.get("gallery")
+    if gallery is None:
+        how = "no gallery is shipped"
+    else:
+        how = (f"gallery: {'centred cosine' if gallery['centred'] else 'plain cosine, no face_mean'}, "
+               + (f"temperature {gallery['temperature']:g}" if gallery["calibrated"] else "no temperature"))
+    missing = faces.get("photos_without_face") or []
+    lines += [
+        f"{faces['faces']} faces from {faces['source']} ({faces['photos']} pictures"
+        + (f"; no face found in {len(missing)}: {', '.join(missing)}" if missing else "") + "), "
+        f"model `{faces['model']}`, detector {faces['detector']}. The device shows the "
+        f"**{faces['primary']}** ranking ({how}).",
+        "",
+    ]
+    lines += faces_table(report) + [""]
+    lines += ["Small changes: " + "; ".join(f"{k}: {v}" for k, v in faces["perturbations"].items())
+              + ". Stable: share of faces whose top-1 answer stays.", ""]
+    goal_rows = [[_ranking_name(name, faces), g["goal"], _percent(g["value"]), MISSING if g["met"] is None else
+                  ("yes" if g["met"] else "NO")] for name, r in faces["rankings"].items() for g in r["goals"]]
+    lines += table(["ranking", "goal", "measured", "met"], goal_rows, [False, False, True, False]) + [""]
+    for name, ranking in faces["rankings"].items():
+        common = ", ".join(f"{m['label']} {m['count']} ({_percent(m['share'])})" for m in ranking["variety"]["most_frequent"])
+        lines.append(f"- most frequent answers, {name}: {common}")
+    lines.append("")
+    per_face = faces.get("per_face") or []
+    if 0 < len(per_face) <= PER_FACE_ROWS:
+        names = [n for n in faces["rankings"]]
+        rows = [[f["face"]] + [_top3(f.get(n) or []) for n in names] for f in per_face]
+        lines += ["Top-3 per face (score 0..1):", ""]
+        lines += table(["face"] + [_ranking_name(n, faces) for n in names], rows, [False] * (1 + len(names))) + [""]
+    lines += [f"- note: {n}" for n in faces.get("notes", [])]
+    return lines + ([""] if faces.get("notes") else [])
+
+
 def weakest_classes(report: dict[str, Any]) -> list[str]:
     rows = {r["name"]: r for r in report["variants"] if r.get("per_class")}
     name = "int8" if "int8" in rows else next(iter(rows), None)
@@ -232,8 +306,22 @@ def plots_section(report: dict[str, Any]) -> list[str]:
     return ["## Plots", ""] + [f"![{p['title']}]({p['file']})" for p in plots] + [""]
 
 
+def render_faces_only(report: dict[str, Any]) -> list[str]:
+    return [
+        "# Benchmark: lookalike answers for real faces",
+        "",
+        f"Measured {report['created']} on {describe(report['machine'])} (`--faces-only`: "
+        "no accuracy, latency or pipeline).",
+        "",
+    ] + real_faces_section(report) + plots_section(report)
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     settings = report["settings"]
+    if settings.get("faces_only"):
+        notes = report.get("notes") or []
+        lines = render_faces_only(report) + (["## Notes", ""] + [f"- {n}" for n in notes] if notes else [])
+        return "\n".join(lines).rstrip("\n") + "\n"
     threads = ", ".join(str(t) for t in settings["latency_threads"])
     data = (f"{settings['images']} images from {settings['data']}" if settings["images"]
             else "no labeled images (accuracy not measured)")
@@ -260,6 +348,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     lines += pipeline_section(report)
+    lines += real_faces_section(report)
     lines += comparison_section(report)
     lines += plots_section(report)
     notes = report.get("notes") or []

@@ -7,7 +7,9 @@ Order of events (``run_benchmark``):
    fast as accuracy can honestly be had; Keras in batches).
 3. Latency, load time and peak memory in child processes (``benchmarks.latency``).
 4. The camera pipeline on a recorded video (``benchmarks.pipeline``), if edge provides it.
-5. One report dictionary (the content of benchmark.json), compared with an old one if asked.
+5. Real faces: variety and stability of the lookalike answers (``benchmarks.faces``); with
+   ``--faces-only`` this is the only measurement.
+6. One report dictionary (the content of benchmark.json), compared with an old one if asked.
 Writing the files is ``benchmarks.report``'s job.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ from benchmarks import compare as compare_module
 from benchmarks import keras_model
 from benchmarks.accuracy import AccuracyResult, agreement, predict_tflite, score
 from benchmarks.dataset import LabeledFiles, LabeledImages, files_from_card, files_from_folder, load_images
+from benchmarks.faces import DEFAULT_VARIANT, FacesConfig, check_faces_inputs, faces_section
 from benchmarks.latency import LatencyPlan, ProbeFailed, all_cores, measure_all, thread_counts
 from benchmarks.machine import machine_info
 from benchmarks.models import KERAS, REFERENCE, ModelSet, find_models
@@ -55,11 +58,18 @@ class BenchmarkConfig:
     max_images: int | None = None
     pipeline: bool = True
     pipeline_frames: int = 150
-    detector: str | None = None  # pipeline face detector; None: edge's default
+    detector: str | None = None  # face detector of the pipeline and the real faces; None: edge's default
     face: Path | None = None  # photo for the pipeline's test video; None: scikit-image's astronaut
+    faces: Path | None = None  # folder of face photos; None: scikit-image's faces
+    faces_only: bool = False  # measure real faces only: no accuracy, latency or pipeline
+    faces_variant: str = DEFAULT_VARIANT
     plots: bool = True
     show_progress: bool = True
     command: str = ""
+
+    def faces_config(self) -> FacesConfig:
+        return FacesConfig(self.models_dir, self.faces, self.faces_variant, self.detector,
+                           threads=all_cores(), show_progress=self.show_progress)
 
 
 @dataclass
@@ -80,6 +90,12 @@ def check_inputs(config: BenchmarkConfig) -> Inputs:
     if config.warmup < 0:
         raise BenchmarkError(f"--warmup must be 0 or more, got {config.warmup}")
     models = find_models(config.models_dir, config.reference)
+    check_faces_inputs(config.faces_config())
+    if config.faces_only:
+        if config.compare is not None:
+            raise BenchmarkError("--compare compares model measurements, which --faces-only skips: drop one of them")
+        check_output_dir(config.out_dir)
+        return Inputs(models, None, None, (), list(models.notes))
     old_report = compare_module.read_old_report(config.compare) if config.compare else None
     inputs = Inputs(models, None, old_report, thread_counts(config.threads), list(models.notes))
     if config.data_dir is not None:
@@ -181,7 +197,7 @@ def agreement_baseline(results: dict[str, AccuracyResult]) -> str | None:
     return None
 
 
-# --- step 5: the report dictionary -------------------------------------------------------------------
+# --- step 6: the report dictionary -------------------------------------------------------------------
 
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or denominator is None or denominator <= 0:
@@ -259,9 +275,39 @@ def busy_machine_note(before: float | None, after: float | None, cores: int) -> 
     )
 
 
+def measure_real_faces(config: BenchmarkConfig) -> dict[str, Any]:
+    say("real faces ...", config.show_progress)
+    faces = faces_section(config.faces_config())
+    say("real faces: " + (f"skipped ({faces['skipped']})" if faces.get("skipped") else f"{faces['faces']} faces"),
+        config.show_progress)
+    return faces
+
+
+def faces_only_report(config: BenchmarkConfig, inputs: Inputs) -> dict[str, Any]:
+    """``--faces-only``: the report's frame with the real-faces section and nothing measured else."""
+    started = datetime.datetime.now(datetime.timezone.utc)
+    faces = measure_real_faces(config)
+    return {
+        "format_version": REPORT_FORMAT_VERSION,
+        "created": started.isoformat(timespec="seconds"),
+        "command": config.command,
+        "machine": machine_info(),
+        "settings": {"models_dir": str(config.models_dir), "faces_only": True,
+                     "input_size": inputs.models.contract.input_size},
+        "labels": list(inputs.models.labels),
+        "variants": [],
+        "goals": [],
+        "pipeline": {"skipped": "--faces-only"},
+        "faces": faces,
+        "notes": inputs.notes + ["accuracy, latency, memory and the camera pipeline were not measured (--faces-only)"],
+    }
+
+
 def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
-    """Steps 1-5; returns the report dictionary (the content of benchmark.json)."""
+    """Steps 1-6; returns the report dictionary (the content of benchmark.json)."""
     inputs = check_inputs(config)
+    if config.faces_only:
+        return faces_only_report(config, inputs)
     keep_keras_if_possible(inputs)
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = load_average()
@@ -288,6 +334,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     ))
     say("camera pipeline: " + (f"skipped ({pipeline['skipped']})" if pipeline.get("skipped")
                                else f"{pipeline['fps']:.1f} FPS over {pipeline['frames']} frames"), show)
+    faces = measure_real_faces(config)
     load_after = load_average()
     busy = busy_machine_note(load_before, load_after, all_cores())
     if busy:
@@ -315,6 +362,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         "variants": variant_rows(inputs, accuracy, measured),
         "goals": goals(measured.latency),
         "pipeline": pipeline,
+        "faces": faces,
         "notes": inputs.notes,
     }
     if inputs.old_report is not None:
