@@ -1,0 +1,363 @@
+"""Keras model -> TFLite bytes, one function per variant (the Ultralytics pattern).
+
+Keras 3 with TF 2.21: the model is exported once to a SavedModel with an explicit serving
+signature (``keras.export.ExportArchive``) that names both outputs, and each variant is converted
+from it with ``TFLiteConverter.from_saved_model``. ``from_keras_model`` also works on this stack,
+but it leaves the outputs named ``output_0``/``output_1`` in an order of the converter's choosing;
+with named signature outputs the sidecar's output map is read off the file, never guessed.
+
+The batch size is fixed at 1: that is how the device runs the model, and it keeps dynamic-shape
+ops out of the graph.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from convert import ConvertError
+from edge.contract import OUTPUT_NAMES, InputContract
+from edge.runtime import interpreter_class
+
+SIGNATURE_KEY = "serving_default"
+INPUT_NAME = "image"
+
+
+class ConversionFailed(ConvertError):
+    """The TFLite converter refused the model; the message carries the end of its log."""
+
+
+@contextlib.contextmanager
+def native_output_captured() -> Iterator[Callable[[], str]]:
+    """Send the converter's C++ log (stdout and stderr file descriptors) to a temporary file.
+
+    The converter prints hundreds of lines nobody needs when it works; when it fails, the caller
+    asks for the tail of the log to put in the error message.
+    """
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        saved = [os.dup(1), os.dup(2)]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+
+        def tail(lines: int = 3) -> str:
+            log.seek(0)
+            text = log.read().decode(errors="replace").strip().splitlines()
+            interesting = [line for line in text if "error" in line.lower()] or text
+            return " | ".join(interesting[-lines:])
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield tail
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def export_saved_model(model, contract: InputContract, directory: Path) -> Path:
+    """Write the model as a SavedModel whose serving signature returns named outputs."""
+    import keras
+    import tensorflow as tf
+
+    size = contract.input_size
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(image):
+        probabilities, embedding = model(image, training=False)
+        return {"probabilities": probabilities, "embedding": embedding}
+
+    archive.add_endpoint(
+        SIGNATURE_KEY, serve, input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name=INPUT_NAME)]
+    )
+    with native_output_captured() as log_tail:
+        try:
+            archive.write_out(str(directory), verbose=False)
+        except Exception as exc:
+            raise ConversionFailed(f"exporting the Keras model to a SavedModel failed: {exc} ({log_tail()})") from exc
+    return Path(directory)
+
+
+def saved_model_converter(saved_model: Path):
+    import tensorflow as tf
+
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=[SIGNATURE_KEY])
+
+
+def _run(converter, variant: str) -> bytes:
+    with native_output_captured() as log_tail:
+        try:
+            return bytes(converter.convert())
+        except Exception as exc:  # the converter raises ConverterError, RuntimeError, ValueError...
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConversionFailed(f"converting the {variant} variant failed: {message} ({log_tail()})") from exc
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """Which parts of the int8 variant stay float.
+
+    Measured on the model ``make train`` builds (ImageNet MobileNetV2 1.0/224 up to block_12_add,
+    per-domain standardised head; 758 validation images of the unseen openmoji style; Keras top-1
+    45.5%), top-1 agreement with Keras / top-1: every op integer 54.7% / 35.4%; head float
+    56.1% / 36.0%; head and the first four bottleneck blocks float (this default) 92.7% / 44.3%.
+    ``python -m convert.quant_debug`` sweeps the blocks one at a time: the error starts in the
+    narrow 16- and 24-channel tensors of ``expanded_conv`` .. ``block_3`` (112x112 and 56x56),
+    whose channels' ranges differ too much for one per-tensor int8 scale; each later block adds
+    little. Latency, 1 thread on the 2-core x86 dev machine, median: 3.4 ms every op integer,
+    3.9 ms this default, 4.2 ms float32.
+    """
+
+    float_head: bool = True  # global pooling onwards (standardisation, scaling, classifier, softmax)
+    float_layers: tuple[str, ...] = ("expanded_conv", "block_1", "block_2", "block_3")
+
+    @property
+    def full_integer(self) -> bool:
+        return not self.float_head and not self.float_layers
+
+    def describe(self) -> dict[str, object]:
+        if self.full_integer:
+            return {"mode": "full-integer"}
+        return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers)}
+
+
+FULL_INTEGER = Int8Recipe(float_head=False, float_layers=())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What the variants that need data get: representative images (uint8) and the int8 recipe."""
+
+    images: np.ndarray
+    recipe: Int8Recipe = Int8Recipe()
+
+
+def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
+    """The converter's calibration input: one float32 batch of one uint8 image at a time."""
+
+    def generate():
+        for image in images:
+            yield [image[None].astype(np.float32)]
+
+    return generate
+
+
+def export_float32(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+    """Plain float32: the reference every other variant is compared with on the device."""
+    return _run(saved_model_converter(saved_model), "float32")
+
+
+def export_float16(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+    """float16 weights (half the size); computed in float32 on CPUs, natively on GPU delegates."""
+    import tensorflow as tf
+
+    converter = saved_model_converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+    return _run(converter, "float16")
+
+
+def export_dynamic(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+    """Dynamic-range: int8 weights, float activations quantized on the fly; no calibration data."""
+    import tensorflow as tf
+
+    converter = saved_model_converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return _run(converter, "dynamic")
+
+
+def export_int8(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+    """Integer model calibrated on the representative images; uint8 input.
+
+    Input uint8, not int8: the model's input is camera pixels 0..255, and calibrated on images
+    spanning exactly 0..255 the uint8 input gets scale 1.0 and zero point 0, so a uint8 camera crop
+    is the quantized input as it is, with no arithmetic on the device (an int8 input would need
+    every pixel shifted by -128 first). Inside, the model runs in int8 either way: the converter
+    adds one cheap requantize op after the input.
+
+    Outputs: with the default recipe the head is float, so both outputs are float32, off the
+    1/256 grid of a uint8 softmax. Rounding the Keras probabilities to that grid alone ties 9 of
+    758 top-1 answers for today's model (median top probability 0.40) and 43 of 758 for a flatter,
+    label-smoothed head tried earlier (median 0.10). With the full-integer recipe both outputs
+    are uint8, dequantized by the runtime from each output's scale and zero point.
+    """
+    import tensorflow as tf
+
+    if calibration is None or len(calibration.images) == 0:
+        raise ConvertError("the int8 variant needs representative images to calibrate with")
+    recipe = calibration.recipe
+    if not recipe.full_integer:
+        return quantize_calibrated(calibrate(saved_model, calibration.images), recipe)
+    # Every op integer: the converter's public route, uint8 in and out.
+    converter = saved_model_converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(calibration.images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    return _run(converter, "int8")
+
+
+def calibrate(saved_model: Path, images: np.ndarray) -> bytes:
+    """A float model carrying the value ranges seen on ``images`` (for quantizing several ways)."""
+    import tensorflow as tf
+
+    converter = saved_model_converter(saved_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative_dataset(images)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    return _run(converter, "int8 (calibration)")
+
+
+def quantize_calibrated(calibrated: bytes, recipe: Int8Recipe) -> bytes:
+    """Quantize a calibrated model (uint8 input), keeping the recipe's parts float.
+
+    TFLiteConverter has no public switch for keeping chosen ops float; this is the route TF's own
+    QuantizationDebugger takes for its "denylisted" (kept float) nodes: a calibrate-only
+    conversion, then the MLIR quantizer with a denylist of op output names.
+    """
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    float_nodes = float_node_names(calibrated, recipe)
+    with native_output_captured() as log_tail:
+        try:
+            return bytes(
+                tflite_convert.mlir_quantize(
+                    calibrated,
+                    input_data_type=tf.uint8,
+                    output_data_type=tf.float32 if recipe.float_head else tf.uint8,
+                    denylisted_nodes=float_nodes or None,
+                )
+            )
+        except Exception as exc:
+            message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ConversionFailed(f"quantizing the int8 variant failed: {message} ({log_tail()})") from exc
+
+
+def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
+    """Output tensor names of the ops the recipe keeps float, read from the calibrated model."""
+    cls, _ = interpreter_class()
+    interpreter = cls(model_content=calibrated)
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()  # no public API lists ops with their tensors
+    chosen: list[str] = []
+    if recipe.float_head:
+        chosen += [names[i] for i in head_outputs(ops, interpreter)]
+    for layer in recipe.float_layers:
+        pattern = re.compile(rf"/{re.escape(layer)}_")
+        found = [names[o["outputs"][0]] for o in ops if pattern.search(names[o["outputs"][0]].split(";")[0])]
+        if not found:
+            raise ConvertError(
+                f"int8 recipe: the model has no layer named {layer!r} to keep float; "
+                "pass --int8-float-layers with names from the backbone, or --int8-float-layers none"
+            )
+        chosen += found
+    return sorted(set(chosen))
+
+
+def head_outputs(ops: list[dict], interpreter) -> list[int]:
+    """Output tensors of the global average pooling and every op that depends on it."""
+    shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
+    pools = [o for o in ops if o["op_name"] == "MEAN" and len(shapes[o["inputs"][0]]) == 4 and len(shapes[o["outputs"][0]]) == 2]
+    if not pools:
+        raise ConvertError("int8 recipe: no global average pooling found to keep the head float after; use --int8-mode full")
+    downstream = set(pools[-1]["outputs"])
+    for op in ops:  # ops are listed in execution order, so one pass collects every descendant
+        if any(i in downstream for i in op["inputs"]):
+            downstream.update(op["outputs"])
+    return sorted(downstream)
+
+
+EXPORTERS: dict[str, Callable[[Path, Calibration | None], bytes]] = {
+    "float32": export_float32,
+    "float16": export_float16,
+    "dynamic": export_dynamic,
+    "int8": export_int8,
+}
+
+
+@dataclass(frozen=True)
+class TFLiteLayout:
+    """What the sidecar must say about a converted file's input and outputs."""
+
+    outputs: dict[str, int]  # output name -> position in get_output_details()
+    input: dict[str, object]  # dtype, scale, zero_point (None for float inputs)
+    output_dtypes: dict[str, str]
+    ops: int  # operators in the graph
+    integer_ops: int  # of which compute on integer tensors
+
+
+def inspect_tflite(model_bytes: bytes, contract: InputContract) -> TFLiteLayout:
+    """Read the output map and input quantization from a converted model with the device's interpreter."""
+    cls, _ = interpreter_class()
+    interpreter = cls(model_content=model_bytes)
+    details = interpreter.get_output_details()
+    position = {int(d["index"]): i for i, d in enumerate(details)}
+    outputs = outputs_by_signature(interpreter, position) or _outputs_by_shape(details, contract)
+    input_detail = interpreter.get_input_details()[0]
+    dtype = np.dtype(input_detail["dtype"])
+    scale, zero_point = input_detail["quantization"]
+    quantized = np.issubdtype(dtype, np.integer)
+    ops, integer_ops = _count_ops(interpreter)
+    return TFLiteLayout(
+        outputs=outputs,
+        input={
+            "dtype": dtype.name,
+            "scale": float(scale) if quantized else None,
+            "zero_point": int(zero_point) if quantized else None,
+        },
+        output_dtypes={name: np.dtype(details[i]["dtype"]).name for name, i in outputs.items()},
+        ops=ops,
+        integer_ops=integer_ops,
+    )
+
+
+def _count_ops(interpreter) -> tuple[int, int]:
+    """(all ops, ops whose output is an integer tensor), ignoring the (de)quantize glue."""
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
+    try:
+        ops = [o for o in interpreter._get_ops_details() if o["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+    except AttributeError:  # an interpreter without the (private) op listing
+        return 0, 0
+    integer = [o for o in ops if o["outputs"] and np.issubdtype(dtypes[o["outputs"][0]], np.integer)]
+    return len(ops), len(integer)
+
+
+def outputs_by_signature(interpreter, position: dict[int, int]) -> dict[str, int] | None:
+    """The serving signature names each output tensor; map the names to output positions."""
+    try:
+        signatures = interpreter._get_full_signature_list()  # public get_signature_list() omits indices
+        named = signatures[SIGNATURE_KEY]["outputs"]
+        return {name: position[int(named[name])] for name in OUTPUT_NAMES}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _outputs_by_shape(details: list[dict], contract: InputContract) -> dict[str, int]:
+    """Fallback: probabilities have C values, the embedding D (they differ for any real model)."""
+    widths = [int(d["shape"][-1]) for d in details]
+    if len(details) != 2 or contract.num_classes == contract.embedding_dim:
+        raise ConvertError(f"cannot tell the converted model's outputs apart (widths {widths})")
+    try:
+        return {
+            "probabilities": widths.index(contract.num_classes),
+            "embedding": widths.index(contract.embedding_dim),
+        }
+    except ValueError as exc:
+        raise ConvertError(f"converted model outputs {widths} match neither {contract.num_classes} classes nor a {contract.embedding_dim}-d embedding") from exc

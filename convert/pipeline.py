@@ -1,0 +1,289 @@
+"""The conversion, top to bottom: check inputs, calibrate, convert, verify, publish.
+
+File safety. Every variant is first written, with its sidecar, into a staging folder inside the
+models folder, and checked there with the device's loader. Only when every requested variant has
+converted are the staged files moved into place with ``os.replace`` (atomic on one filesystem):
+a conversion that fails or is interrupted part way changes nothing in models/, and the previous
+good variants stay as they were. Each ``.tflite`` is moved before its sidecar; the sidecar
+carries the sha256 of its ``.tflite``, so even a crash between the two renames is caught by the
+device's loader rather than silently mixing two conversions. With ``--strict``, a variant below
+its agreement threshold means nothing is published (the report still is, marked so).
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from convert import ConvertError
+from convert import dataset as ds
+from convert import export, files, source as src, verify
+from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
+
+STAGING_PREFIX = ".convert-staging-"
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    models_dir: Path = Path("models")
+    variants: tuple[str, ...] = VARIANTS
+    rep_size: int = 300
+    min_agreement: float = verify.DEFAULT_MIN_AGREEMENT
+    strict: bool = False
+    val_dirs: tuple[Path, ...] = ()
+    rep_dirs: tuple[Path, ...] = ()
+    num_threads: int = 2
+    seed: int = 1234
+    max_val: int | None = None  # cap on validation images (tests); None = all
+    int8_recipe: export.Int8Recipe = export.Int8Recipe()
+
+
+@dataclass
+class ConversionResult:
+    report: dict[str, Any]
+    checks: list[verify.VariantCheck] = field(default_factory=list)
+    table: str = ""
+    published: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+
+@dataclass
+class PreparedData:
+    """Images in model-input form (uint8), read once and shared by every variant."""
+
+    representative: np.ndarray
+    validation: np.ndarray
+    targets: np.ndarray  # class index of each validation image
+    representative_info: dict[str, Any]
+    validation_info: dict[str, Any]
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def check_config(config: ConvertConfig) -> None:
+    unknown = [v for v in config.variants if v not in VARIANTS]
+    if unknown or not config.variants:
+        raise ConvertError(f"unknown variant(s) {', '.join(unknown) or '(none)'}: choose from {', '.join(VARIANTS)}")
+    if config.rep_size < 1:
+        raise ConvertError(f"--rep-size must be at least 1, got {config.rep_size}")
+    if config.max_val is not None and config.max_val < 1:
+        raise ConvertError(f"--max-val must be at least 1, got {config.max_val}")
+    if not 0.0 <= config.min_agreement <= 1.0:
+        raise ConvertError(f"--min-agreement must be between 0 and 1, got {config.min_agreement}")
+
+
+def quantization_summary(variant: str, layout: export.TFLiteLayout, recipe: export.Int8Recipe) -> dict[str, Any]:
+    modes = {"float32": {"mode": "none"}, "float16": {"mode": "float16-weights"}, "dynamic": {"mode": "dynamic-range"}}
+    summary = dict(recipe.describe() if variant == "int8" else modes[variant])
+    summary.update({"ops": layout.ops, "integer_ops": layout.integer_ops})
+    return summary
+
+
+def build_sidecar(
+    variant: str,
+    model_bytes: bytes,
+    layout: export.TFLiteLayout,
+    source: src.SourceModel,
+    source_sha: str,
+    recipe: export.Int8Recipe,
+) -> dict[str, Any]:
+    """The JSON the device reads beside lookalike_<variant>.tflite (see models/README.md)."""
+    sidecar: dict[str, Any] = {
+        "format_version": SIDECAR_VERSION,
+        "variant": variant,
+        "model_file": f"lookalike_{variant}.tflite",
+        "tflite_sha256": _sha256_bytes(model_bytes),
+        "contract": source.contract.to_dict(),
+        "outputs": layout.outputs,
+        "input": layout.input,
+        "output_dtypes": layout.output_dtypes,
+        "quantization": quantization_summary(variant, layout, recipe),
+    }
+    if (source.models_dir / src.GALLERY_NAME).is_file():
+        sidecar["gallery"] = src.GALLERY_NAME
+    if (source.models_dir / src.CHARACTERS_NAME).is_dir():
+        sidecar["characters"] = src.CHARACTERS_NAME
+    sidecar["source_model_sha256"] = source_sha
+    sidecar["created"] = files.utc_now()
+    return sidecar
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_int8_input(layout: export.TFLiteLayout) -> None:
+    """The int8 variant must take camera pixels as they are: uint8, scale 1.0, zero point 0."""
+    quant = layout.input
+    if quant["dtype"] != "uint8" or quant["zero_point"] != 0 or abs(float(quant["scale"]) - 1.0) > 1e-6:
+        raise ConvertError(
+            f"the int8 variant's input quantization came out as {quant}, not uint8 scale 1.0 zero point 0: "
+            "the representative images must span pixel values 0..255"
+        )
+
+
+def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
+    """Gallery embeddings in label order, or None when absent or not matching the labels."""
+    path = models_dir / src.GALLERY_NAME
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            names = [str(v) for v in data["labels"]]
+            embeddings = np.asarray(data["embeddings"], dtype=np.float32)
+    except (OSError, KeyError, ValueError) as exc:
+        ds.warn(f"{path} cannot be read ({exc}); the gallery check is skipped")
+        return None
+    if tuple(names) != tuple(labels):
+        ds.warn(f"{path} labels do not match the model's; the gallery check is skipped")
+        return None
+    return embeddings
+
+
+def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData:
+    """Representative images (class-balanced, training only) and validation images with targets."""
+    splits = ds.resolve_splits(source.data, config.rep_dirs, config.val_dirs)
+    overlap = set(map(str, splits.train.files)) & set(map(str, splits.val.files))
+    if overlap:
+        raise ConvertError(
+            f"{len(overlap)} image(s) are in both the training and the validation list (e.g. {sorted(overlap)[0]}): "
+            "calibration must use training images only; check --rep-data and --val"
+        )
+    rep_files = ds.balanced_sample(splits.train.files, config.rep_size, config.seed)
+    rep_images, rep_files = ds.load_model_inputs(rep_files, source.contract, "representative")
+    padded = ds.ensure_full_pixel_range(rep_images)
+    val_files = list(splits.val.files)
+    if config.max_val is not None and len(val_files) > config.max_val:
+        val_files = ds.balanced_sample(val_files, config.max_val, config.seed)
+    targets = ds.targets_for(val_files, source.labels, "validation")
+    val_images, kept = ds.load_model_inputs(val_files, source.contract, "validation")
+    if len(kept) != len(val_files):
+        targets = ds.targets_for(kept, source.labels, "validation")
+    rep_info = {
+        "source": splits.train.source,
+        "images": len(rep_files),
+        "classes": len({ds.class_name(f) for f in rep_files}),
+        "pixel_range_padded": padded,
+    }
+    val_info = {"source": splits.val.source, "images": len(kept), "classes": len(set(targets.tolist()))}
+    return PreparedData(rep_images, val_images, targets, rep_info, val_info)
+
+
+def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_images: np.ndarray, staging: Path) -> dict[str, float]:
+    """Export once, then write each variant and its sidecar into the staging folder."""
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    saved_model = export.export_saved_model(model, source.contract, staging / "saved_model")
+    timings["export_saved_model"] = time.perf_counter() - start
+    source_sha = sha256_file(source.keras_path)
+    for variant in config.variants:
+        say(f"converting {variant} ...")
+        start = time.perf_counter()
+        model_bytes = export.EXPORTERS[variant](saved_model, export.Calibration(rep_images, config.int8_recipe))
+        layout = export.inspect_tflite(model_bytes, source.contract)
+        if variant == "int8":
+            check_int8_input(layout)
+        tflite_path = staging / f"lookalike_{variant}.tflite"
+        files.atomic_write_bytes(tflite_path, model_bytes)
+        files.atomic_write_json(tflite_path.with_suffix(".json"), build_sidecar(variant, model_bytes, layout, source, source_sha, config.int8_recipe))
+        timings[f"convert_{variant}"] = time.perf_counter() - start
+        say(f"  {variant}: {len(model_bytes) / 1e6:.2f} MB in {timings[f'convert_{variant}']:.1f} s")
+    shutil.rmtree(staging / "saved_model", ignore_errors=True)
+    return timings
+
+
+def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_images: np.ndarray, targets: np.ndarray, staging: Path):
+    say(f"checking against Keras on {len(val_images)} validation images ...")
+    reference = verify.keras_outputs(model, val_images)
+    keras_row = {
+        "size_bytes": source.keras_path.stat().st_size,
+        "top1": verify.top_k_accuracy(reference.probabilities, targets, 1),
+        "top5": verify.top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
+        "ms_per_image": reference.seconds_per_image * 1000.0,
+        "noise_agreement": verify.noise_agreement(model, val_images, reference, config.seed),
+    }
+    gallery = load_gallery(source.models_dir, source.labels)
+    limits = verify.thresholds(config.min_agreement)
+    checks = []
+    for variant in config.variants:
+        path = staging / f"lookalike_{variant}.tflite"
+        outputs = verify.tflite_outputs(path, val_images, config.num_threads)
+        check = verify.compare(variant, path, outputs, reference, targets, limits[variant], gallery)
+        say(f"  {variant}: top-1 {check.top1:.1%}, agreement {check.agreement:.1%}")
+        checks.append(check)
+    return keras_row, checks
+
+
+def publish(staging: Path, models_dir: Path, variants: Sequence[str]) -> None:
+    for variant in variants:
+        for suffix in (".tflite", ".json"):
+            name = f"lookalike_{variant}{suffix}"
+            (staging / name).replace(models_dir / name)
+
+
+def build_report(config, source, keras_row, checks, rep_info, val_info, timings, published) -> dict[str, Any]:
+    return {
+        "format_version": 1,
+        "created": files.utc_now(),
+        "source_model": source.keras_path.name,
+        "source_model_sha256": sha256_file(source.keras_path),
+        "labels": list(source.labels),
+        "representative": rep_info,
+        "validation": val_info,
+        "keras": keras_row,
+        "variants": [check.to_dict() for check in checks],
+        "thresholds": {check.variant: check.min_agreement for check in checks},
+        "passed": all(check.passed for check in checks),
+        "published": published,
+        "strict": config.strict,
+        "seconds": {name: round(value, 2) for name, value in timings.items()},
+    }
+
+
+def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> ConversionResult:
+    """Convert and verify; raise ConvertError for anything the user must fix."""
+    started = time.perf_counter()
+    check_config(config)
+    models_dir = Path(config.models_dir)
+    source = src.read_source(models_dir)
+    say(f"reading images for calibration ({config.rep_size}) and validation ...")
+    data = prepare_data(config, source)
+    say(
+        f"  representative: {data.representative_info['images']} training images, "
+        f"{data.representative_info['classes']} classes; validation: {data.validation_info['images']}"
+    )
+    say(f"loading {source.keras_path} ...")
+    model = src.load_keras_model(source)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=models_dir))
+    try:
+        timings = convert_variants(config, source, model, data.representative, staging)
+        start = time.perf_counter()
+        keras_row, checks = verify_variants(config, source, model, data.validation, data.targets, staging)
+        timings["verify"] = time.perf_counter() - start
+        passed = all(check.passed for check in checks)
+        publishing = passed or not config.strict
+        if publishing:
+            publish(staging, models_dir, config.variants)
+        timings["total"] = time.perf_counter() - started
+        report = build_report(
+            config, source, keras_row, checks, data.representative_info, data.validation_info, timings, publishing
+        )
+        files.atomic_write_json(models_dir / files.REPORT_NAME, report)
+        if publishing:
+            files.write_manifest(models_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    result = ConversionResult(report, checks, verify.format_table(keras_row, checks), publishing)
+    on_table(result.table)
+    return result

@@ -1,0 +1,128 @@
+"""What make train left in models/: the Keras model, its card and labels, checked before any work."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convert import ConvertError
+from edge.contract import InputContract
+
+KERAS_NAME = "lookalike.keras"
+CARD_NAME = "model_card.json"
+LABELS_NAME = "labels.txt"
+GALLERY_NAME = "gallery.npz"
+CHARACTERS_NAME = "characters"
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """The trained model and everything about it that conversion needs."""
+
+    models_dir: Path
+    keras_path: Path
+    card: dict[str, Any]
+    contract: InputContract
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.contract.labels
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self.card.get("data")
+        return data if isinstance(data, dict) else {}
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConvertError(f"{path} is missing (make train writes it beside the model): run 'make train' first")
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConvertError(f"{path} is not valid JSON ({exc}): run 'make train' again") from exc
+    if not isinstance(card, dict):
+        raise ConvertError(f"{path} is not a JSON object: run 'make train' again")
+    return card
+
+
+def contract_from_card(card: dict[str, Any], path: Path) -> InputContract:
+    if "contract" not in card:
+        raise ConvertError(f"{path} has no 'contract' section: it was written by another tool, run 'make train' again")
+    try:
+        return InputContract.from_dict(card["contract"])
+    except (TypeError, ValueError) as exc:
+        raise ConvertError(f"{path}: bad input contract ({exc}): run 'make train' again") from exc
+
+
+def read_labels_file(path: Path) -> tuple[str, ...] | None:
+    if not path.is_file():
+        return None
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def check_labels_agree(contract: InputContract, card: dict[str, Any], labels_file: tuple[str, ...] | None, models_dir: Path) -> None:
+    """labels.txt, the card's labels and the contract's must name the same classes in the same order."""
+    sources = {"labels.txt": labels_file, "model_card.json labels": card.get("labels")}
+    for name, labels in sources.items():
+        if labels is None:
+            continue
+        if tuple(labels) != contract.labels:
+            raise ConvertError(
+                f"{models_dir}: {name} ({len(labels)} classes) does not match the model's contract "
+                f"({contract.num_classes} classes): the files come from different trainings, run 'make train' again"
+            )
+
+
+def read_source(models_dir: Path) -> SourceModel:
+    """Check the models folder holds a complete trained model; raise ConvertError saying what is missing."""
+    models_dir = Path(models_dir)
+    if not models_dir.is_dir():
+        raise ConvertError(f"models folder {models_dir} does not exist: run 'make train' first")
+    keras_path = models_dir / KERAS_NAME
+    if not keras_path.is_file():
+        raise ConvertError(f"no trained model at {keras_path}: run 'make train' first")
+    card_path = models_dir / CARD_NAME
+    card = read_card(card_path)
+    contract = contract_from_card(card, card_path)
+    check_labels_agree(contract, card, read_labels_file(models_dir / LABELS_NAME), models_dir)
+    return SourceModel(models_dir, keras_path, card, contract)
+
+
+def load_keras_model(source: SourceModel):
+    """Load the Keras model and check its input size and class count against the contract."""
+    import keras  # heavy: only once the cheap checks have passed
+
+    try:
+        model = keras.saving.load_model(source.keras_path, compile=False)
+    except Exception as exc:  # Keras raises many types for a corrupt or foreign file
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ConvertError(f"cannot load {source.keras_path} ({first_line}): run 'make train' again") from exc
+    check_model_matches(model, source)
+    return model
+
+
+def check_model_matches(model, source: SourceModel) -> None:
+    contract = source.contract
+    size = contract.input_size
+    input_shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
+    if input_shape != (size, size, 3):
+        raise ConvertError(
+            f"{source.keras_path} takes input {input_shape}, the model card says {size}x{size}x3: run 'make train' again"
+        )
+    if len(model.outputs) != 2:
+        raise ConvertError(
+            f"{source.keras_path} has {len(model.outputs)} outputs, expected 2 (probabilities, embedding): run 'make train' again"
+        )
+    classes = int(model.outputs[0].shape[-1])
+    if classes != contract.num_classes:
+        raise ConvertError(
+            f"{source.keras_path} predicts {classes} classes but its labels name {contract.num_classes}: "
+            "the model and labels come from different trainings, run 'make train' again"
+        )
+    dim = int(model.outputs[1].shape[-1])
+    if dim != contract.embedding_dim:
+        raise ConvertError(
+            f"{source.keras_path} has a {dim}-d embedding, the model card says {contract.embedding_dim}: run 'make train' again"
+        )

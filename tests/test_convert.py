@@ -1,0 +1,425 @@
+"""make convert: tiny random-weight models -> four verified TFLite variants; bad input; the committed fixture.
+
+The conversion tests build a 48 px, alpha 0.1 MobileNetV2 (tests/fixtures/make_tiny_models.py) so
+each conversion of all four variants takes seconds. The end-to-end test on a briefly trained real
+model uses the session fixture ``trained_models_dir`` from tests/conftest.py and is marked slow.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from convert import dataset, export, files, pipeline  # noqa: E402
+from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
+from convert.pipeline import ConvertConfig  # noqa: E402
+from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
+from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, write_tiny_source  # noqa: E402
+
+TINY_REP = 30
+
+
+@pytest.fixture(scope="module")
+def tiny_source(tmp_path_factory) -> Path:
+    """What make train writes, for a tiny random-weight model (built once per module)."""
+    folder = tmp_path_factory.mktemp("tiny_source")
+    write_tiny_source(folder)
+    return folder
+
+
+@pytest.fixture
+def models_dir(tiny_source, tmp_path) -> Path:
+    """A private copy of the tiny source for tests that change or convert it."""
+    return Path(shutil.copytree(tiny_source, tmp_path / "models"))
+
+
+@pytest.fixture(scope="module")
+def converted(tiny_source, tmp_path_factory):
+    """All four variants converted and checked once, for the tests that inspect the results."""
+    folder = Path(shutil.copytree(tiny_source, tmp_path_factory.mktemp("converted") / "models"))
+    result = pipeline.run(ConvertConfig(models_dir=folder, rep_size=TINY_REP))
+    return folder, result
+
+
+def tflite_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix == ".tflite")
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary or staging files a failed run must not leave behind."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp") or p.name.startswith(pipeline.STAGING_PREFIX))
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+# --- the conversion itself -------------------------------------------------------------------
+
+
+def test_all_four_variants_are_written_with_sidecars(converted):
+    folder, result = converted
+    assert tflite_files(folder) == sorted(f"lookalike_{v}.tflite" for v in VARIANTS)
+    assert result.published
+    for variant in VARIANTS:
+        path = folder / f"lookalike_{variant}.tflite"
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        assert sidecar["format_version"] == SIDECAR_VERSION
+        assert sidecar["variant"] == variant
+        assert sidecar["model_file"] == path.name
+        assert sidecar["tflite_sha256"] == sha256_file(path)
+        assert sidecar["source_model_sha256"] == sha256_file(folder / "lookalike.keras")
+        assert sidecar["contract"]["labels"] == ["astronaut", "superhero", "vampire"]
+        assert sorted(sidecar["outputs"].values()) == [0, 1]
+        assert sidecar["gallery"] == "gallery.npz" and sidecar["characters"] == "characters"
+    assert leftovers(folder) == []
+
+
+def test_output_map_points_at_the_right_tensors(converted):
+    folder, _ = converted
+    for variant in VARIANTS:
+        model = LookalikeModel(folder / f"lookalike_{variant}.tflite")
+        prediction = model.predict(np.full((48, 48, 3), 128, np.uint8))
+        assert prediction.probabilities.shape == (3,)
+        assert prediction.probabilities.sum() == pytest.approx(1.0, abs=0.02)
+        assert prediction.embedding.shape == (model.contract.embedding_dim,)
+
+
+def test_int8_takes_camera_pixels_unchanged(converted):
+    folder, _ = converted
+    sidecar = json.loads((folder / "lookalike_int8.json").read_text())
+    assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    # the default (mixed) recipe: integer backbone, float head, so float outputs
+    assert sidecar["output_dtypes"] == {"probabilities": "float32", "embedding": "float32"}
+    quantization = sidecar["quantization"]
+    assert quantization["mode"] == "mixed" and quantization["float_head"] is True
+    assert quantization["float_layers"] == ["expanded_conv", "block_1", "block_2", "block_3"]
+    assert quantization["ops"] > quantization["integer_ops"] > quantization["ops"] // 2
+    model = LookalikeModel(folder / "lookalike_int8.tflite")
+    assert model.input_dtype == np.uint8
+    float_sidecar = json.loads((folder / "lookalike_float32.json").read_text())
+    assert float_sidecar["input"] == {"dtype": "float32", "scale": None, "zero_point": None}
+
+
+def test_agreement_check_ran_on_every_variant(converted):
+    folder, result = converted
+    report = json.loads((folder / files.REPORT_NAME).read_text())
+    assert [row["variant"] for row in report["variants"]] == list(VARIANTS)
+    assert report["validation"]["images"] == 54  # 18 openmoji images in each of the 3 classes
+    assert report["representative"] == {
+        "source": "model_card data.train_files", "images": TINY_REP, "classes": 3, "pixel_range_padded": False
+    }
+    assert 0.0 <= report["keras"]["noise_agreement"] <= 1.0
+    rows = {row["variant"]: row for row in report["variants"]}
+    # float32 only reorders float arithmetic: it must agree with Keras on every image.
+    assert rows["float32"]["agreement"] == 1.0
+    assert rows["float32"]["max_abs_diff"] < 1e-4
+    for row in rows.values():
+        assert 0.0 <= row["agreement"] <= row["agreement_tie_aware"] <= 1.0
+        assert 0.0 <= row["top1"] <= row["top5"] <= 1.0
+        assert row["passed"] == (row["agreement"] >= row["min_agreement"])
+        assert row["size_bytes"] == (folder / row["file"]).stat().st_size
+    # the quantized files are smaller than the float32 one
+    assert rows["int8"]["size_bytes"] < rows["float32"]["size_bytes"]
+    assert rows["float16"]["size_bytes"] < rows["float32"]["size_bytes"]
+    assert "float32" in result.table and "int8" in result.table
+
+
+def test_manifest_lists_every_artifact_with_its_hash(converted):
+    folder, _ = converted
+    manifest = json.loads((folder / files.MANIFEST_NAME).read_text())
+    entries = {entry["path"]: entry for entry in manifest["artifacts"]}
+    expected = {"lookalike.keras", "labels.txt", "model_card.json", "gallery.npz", files.REPORT_NAME}
+    expected |= {f"lookalike_{v}{s}" for v in VARIANTS for s in (".tflite", ".json")}
+    expected |= {f"characters/{label}.png" for label in ("astronaut", "superhero", "vampire")}
+    assert set(entries) == expected
+    for name, entry in entries.items():
+        assert entry["size"] == (folder / name).stat().st_size
+        assert entry["sha256"] == sha256_file(folder / name)
+
+
+def test_cli_converts_a_subset_and_keeps_the_others(converted, models_dir, capsys):
+    folder, _ = converted
+    shutil.copy(folder / "lookalike_int8.tflite", models_dir)
+    shutil.copy(folder / "lookalike_int8.json", models_dir)
+    code = main(["--models", str(models_dir), "--variants", "float16", "--rep-size", "10", "--max-val", "9"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "float16" in out and "agree" in out  # the table is printed
+    assert tflite_files(models_dir) == ["lookalike_float16.tflite", "lookalike_int8.tflite"]
+    manifest = json.loads((models_dir / files.MANIFEST_NAME).read_text())
+    assert {"lookalike_float16.tflite", "lookalike_int8.tflite"} <= {e["path"] for e in manifest["artifacts"]}
+    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    assert report["validation"]["images"] == 9
+
+
+def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline.verify, "FLOAT_MIN_AGREEMENT", 1.5)  # no variant can reach it
+    code = main(["--models", str(models_dir), "--variants", "float32", "--strict", "--max-val", "6"])
+    assert code == EXIT_FLAGGED
+    assert "agrees with Keras on only" in capsys.readouterr().err
+    assert tflite_files(models_dir) == []
+    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    assert report["published"] is False and report["passed"] is False
+    assert leftovers(models_dir) == []
+
+
+def test_flagged_variant_without_strict_is_published_with_a_warning(models_dir, monkeypatch, capsys):
+    monkeypatch.setattr(pipeline.verify, "FLOAT_MIN_AGREEMENT", 1.5)
+    code = main(["--models", str(models_dir), "--variants", "float32", "--max-val", "6"])
+    assert code == 0
+    assert "WARNING float32 agrees with Keras on only" in capsys.readouterr().err
+    assert tflite_files(models_dir) == ["lookalike_float32.tflite"]
+
+
+def test_full_integer_int8_has_integer_outputs(models_dir):
+    assert main(["--models", str(models_dir), "--variants", "int8", "--int8-mode", "full", "--rep-size", "12", "--max-val", "6"]) == 0
+    sidecar = json.loads((models_dir / "lookalike_int8.json").read_text())
+    assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    assert sidecar["output_dtypes"] == {"probabilities": "uint8", "embedding": "uint8"}
+    assert sidecar["quantization"]["mode"] == "full-integer"
+    assert sidecar["quantization"]["integer_ops"] == sidecar["quantization"]["ops"]
+    prediction = LookalikeModel(models_dir / "lookalike_int8.tflite").predict(np.zeros((48, 48, 3), np.uint8))
+    assert prediction.probabilities.sum() == pytest.approx(1.0, abs=0.02)
+
+
+def test_quant_debug_ranks_int8_recipes(models_dir, tmp_path, capsys):
+    from convert import quant_debug
+
+    stats = tmp_path / "layers.csv"
+    before = sorted(p.name for p in models_dir.iterdir())
+    assert quant_debug.main(["--models", str(models_dir), "--rep-size", "12", "--images", "9", "--layer-stats", str(stats)]) == 0
+    out = capsys.readouterr().out
+    for name in ("fully integer", "head float", "default recipe", "head + block_1 float", "head + block_12 float"):
+        assert name in out
+    header = stats.read_text().splitlines()[0].split(",")
+    assert "rmse_over_scale" in header and "tensor_name" in header
+    assert sorted(p.name for p in models_dir.iterdir()) == before  # it writes nothing into models/
+
+
+# --- bad input: one clear line, non-zero exit, nothing half-written ----------------------------
+
+
+def test_no_trained_model(tmp_path, capsys):
+    (tmp_path / "models").mkdir()
+    assert main(["--models", str(tmp_path / "models")]) == EXIT_ERROR
+    assert "run 'make train' first" in one_error_line(capsys)
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_missing_model_card(models_dir, capsys):
+    (models_dir / "model_card.json").unlink()
+    assert main(["--models", str(models_dir)]) == EXIT_ERROR
+    assert "model_card.json is missing" in one_error_line(capsys)
+
+
+def test_missing_representative_folder(models_dir, tmp_path, capsys):
+    assert main(["--models", str(models_dir), "--rep-data", str(tmp_path / "nowhere")]) == EXIT_ERROR
+    line = one_error_line(capsys)
+    assert "representative-data folder" in line and "does not exist" in line
+    assert tflite_files(models_dir) == []
+
+
+def test_empty_representative_folder(models_dir, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "astronaut").mkdir(parents=True)
+    assert main(["--models", str(models_dir), "--rep-data", str(empty)]) == EXIT_ERROR
+    assert "has no images" in one_error_line(capsys)
+    assert tflite_files(models_dir) == []
+
+
+def test_labels_file_that_does_not_match_the_model(models_dir, capsys):
+    (models_dir / "labels.txt").write_text("astronaut\nsuperhero\nvampire\nzombie\n")
+    assert main(["--models", str(models_dir)]) == EXIT_ERROR
+    line = one_error_line(capsys)
+    assert "labels.txt (4 classes) does not match" in line and "make train" in line
+
+
+def test_model_whose_classes_do_not_match_its_labels(models_dir, capsys):
+    """The card and labels.txt agree with each other, but the Keras model predicts 3 classes."""
+    card = json.loads((models_dir / "model_card.json").read_text())
+    labels = ["astronaut", "superhero", "vampire", "elf"]
+    card["contract"]["labels"] = card["labels"] = labels
+    card["data"]["val_files"] = [f for f in card["data"]["val_files"] if "/elf/" not in f]
+    (models_dir / "model_card.json").write_text(json.dumps(card))
+    (models_dir / "labels.txt").write_text("\n".join(labels) + "\n")
+    assert main(["--models", str(models_dir), "--rep-size", "4", "--max-val", "3"]) == EXIT_ERROR
+    line = one_error_line(capsys)
+    assert "predicts 3 classes but its labels name 4" in line
+    assert tflite_files(models_dir) == []
+
+
+def test_validation_folder_with_unknown_classes(models_dir, capsys):
+    assert main(["--models", str(models_dir), "--val", str(DATASET / "openmoji")]) == EXIT_ERROR
+    assert "class folders the model does not know" in one_error_line(capsys)
+
+
+def test_int8_float_layer_that_does_not_exist(models_dir, capsys):
+    assert main(["--models", str(models_dir), "--variants", "int8", "--int8-float-layers", "block_99", "--rep-size", "6"]) == EXIT_ERROR
+    assert "no layer named 'block_99'" in one_error_line(capsys)
+    assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
+
+
+def test_card_without_data_section_asks_for_folders(models_dir, capsys):
+    card = json.loads((models_dir / "model_card.json").read_text())
+    del card["data"]
+    (models_dir / "model_card.json").write_text(json.dumps(card))
+    assert main(["--models", str(models_dir)]) == EXIT_ERROR
+    assert "pass --rep-data DIR" in one_error_line(capsys)
+
+
+def test_conversion_failing_part_way_leaves_models_unchanged(models_dir, monkeypatch, capsys):
+    """float32 converts, then int8 fails: nothing new appears, the old files stay."""
+    (models_dir / "lookalike_int8.tflite").write_bytes(b"previous good int8")
+    (models_dir / "lookalike_float32.tflite").write_bytes(b"previous good float32")
+    calls = []
+
+    def failing_int8(saved_model, calibration):
+        calls.append("int8")
+        raise export.ConversionFailed("converting the int8 variant failed: simulated")
+
+    monkeypatch.setitem(export.EXPORTERS, "int8", failing_int8)
+    assert main(["--models", str(models_dir), "--variants", "float32,int8", "--rep-size", "6"]) == EXIT_ERROR
+    assert calls == ["int8"]
+    assert "int8 variant failed: simulated" in one_error_line(capsys)
+    assert tflite_files(models_dir) == ["lookalike_float32.tflite", "lookalike_int8.tflite"]
+    assert (models_dir / "lookalike_float32.tflite").read_bytes() == b"previous good float32"
+    assert (models_dir / "lookalike_int8.tflite").read_bytes() == b"previous good int8"
+    assert not (models_dir / "lookalike_float32.json").exists()
+    assert not (models_dir / files.MANIFEST_NAME).exists()
+    assert leftovers(models_dir) == []
+
+
+def test_interrupt_during_conversion_leaves_models_unchanged(models_dir, monkeypatch, capsys):
+    def interrupted(saved_model, calibration):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(export.EXPORTERS, "float16", interrupted)
+    assert main(["--models", str(models_dir), "--variants", "float32,float16", "--rep-size", "6"]) == EXIT_INTERRUPTED
+    assert "interrupted" in one_error_line(capsys)
+    assert tflite_files(models_dir) == []
+    assert leftovers(models_dir) == []
+
+
+def test_converter_error_becomes_one_line(models_dir, monkeypatch, capsys):
+    """A failure inside TensorFlow's converter (not our wrapper) is reported, not a traceback."""
+
+    class BrokenConverter:
+        def convert(self):
+            raise RuntimeError("simulated converter crash\nwith a second line")
+
+    monkeypatch.setattr(export, "saved_model_converter", lambda saved_model: BrokenConverter())
+    assert main(["--models", str(models_dir), "--variants", "float32", "--rep-size", "6"]) == EXIT_ERROR
+    line = one_error_line(capsys)
+    assert "converting the float32 variant failed: simulated converter crash" in line
+    assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
+
+
+# --- the pieces ----------------------------------------------------------------------------------
+
+
+def test_representative_sample_is_class_balanced():
+    files_by_class = [Path(f"/d/{name}/{i}.png") for name, n in (("a", 50), ("b", 5), ("c", 20)) for i in range(n)]
+    chosen = dataset.balanced_sample(files_by_class, 30, seed=1)
+    counts = {name: sum(p.parent.name == name for p in chosen) for name in "abc"}
+    assert counts == {"a": 13, "b": 5, "c": 12}  # b has only 5; the rest is shared evenly
+    assert len(set(chosen)) == 30
+    assert chosen == dataset.balanced_sample(files_by_class, 30, seed=1)
+
+
+def test_full_pixel_range_is_enforced_for_the_uint8_input():
+    images = np.full((2, 32, 32, 3), 100, np.uint8)
+    assert dataset.ensure_full_pixel_range(images)
+    assert images.min() == 0 and images.max() == 255
+    assert not dataset.ensure_full_pixel_range(images)
+
+
+def test_card_file_lists_win_over_folders(tmp_path):
+    train = sorted((DATASET / "twemoji" / "elf").glob("*.png"))[:3]
+    val = sorted((DATASET / "openmoji" / "elf").glob("*.png"))[:2]
+    data = {"train": [str(DATASET / "noto")], "val": [str(DATASET / "noto")], "train_files": [str(p) for p in train], "val_files": [str(p) for p in val]}
+    splits = dataset.resolve_splits(data)
+    assert list(splits.train.files) == train and list(splits.val.files) == val
+    override = dataset.resolve_splits(data, val_dirs=[DATASET / "noto"])
+    assert len(override.val) == 758 and list(override.train.files) == train
+
+
+def test_training_and_validation_must_not_overlap(models_dir, capsys):
+    same = str(DATASET / "openmoji")
+    assert main(["--models", str(models_dir), "--rep-data", same, "--val", same]) == EXIT_ERROR
+    assert "both the training and the validation list" in one_error_line(capsys)
+
+
+def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "artifact.bin"
+    target.write_bytes(b"old")
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(files.os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        files.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["artifact.bin"]
+
+
+# --- the committed fixture the device-only tests use -------------------------------------------
+
+
+def test_committed_fixture_is_current_and_loadable():
+    """tests/fixtures/tiny_models must load with today's runtime; regenerate it if this fails:
+    .venv/bin/python tests/fixtures/make_tiny_models.py"""
+    manifest = json.loads((FIXTURE_DIR / files.MANIFEST_NAME).read_text())
+    for entry in manifest["artifacts"]:
+        assert sha256_file(FIXTURE_DIR / entry["path"]) == entry["sha256"], entry["path"]
+    for variant in VARIANTS:
+        path = FIXTURE_DIR / f"lookalike_{variant}.tflite"
+        sidecar = json.loads(path.with_suffix(".json").read_text())
+        assert sidecar["format_version"] == SIDECAR_VERSION, "sidecar format changed: regenerate the fixture"
+        model = LookalikeModel(path)
+        assert model.labels == ("astronaut", "superhero", "vampire")
+        prediction = model.predict(np.zeros((model.contract.input_size,) * 2 + (3,), np.uint8))
+        assert prediction.probabilities.shape == (3,)
+    total = sum(p.stat().st_size for p in FIXTURE_DIR.rglob("*") if p.is_file())
+    assert total < 2_000_000
+
+
+# --- end to end on a briefly trained real model (slow) ----------------------------------------
+
+
+@pytest.mark.slow
+def test_trained_model_converts_and_agrees(request):
+    """A real-weights model trained briefly (session fixture ``trained_models_dir``), converted by
+    ``python -m convert`` as a subprocess (session fixture ``converted_models_dir``, tests/conftest.py)."""
+    folder = request.getfixturevalue("converted_models_dir")
+    report = json.loads((folder / files.REPORT_NAME).read_text())
+    print(json.dumps({r["variant"]: {k: r[k] for k in ("agreement", "top1", "ties", "embedding_cosine_mean")} for r in report["variants"]}))
+    assert report["published"] is True
+    rows = {row["variant"]: row for row in report["variants"]}
+    assert set(rows) == set(VARIANTS)
+    assert rows["float32"]["agreement"] >= 0.99
+    assert rows["float16"]["agreement"] >= 0.95
+    # A model trained for seconds on 2 images per class is far less confident than the real one,
+    # so its top-1 flips on smaller perturbations; the 97% goal is for make convert on the real
+    # model (see its conversion_report.json). This floor catches a broken int8 conversion, which
+    # lands near chance (under 10%).
+    assert rows["int8"]["agreement"] >= 0.5
+    assert rows["int8"]["embedding_cosine_mean"] >= 0.8
+    sidecar = json.loads((folder / "lookalike_int8.json").read_text())
+    assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
+    manifest = {e["path"]: e["sha256"] for e in json.loads((folder / files.MANIFEST_NAME).read_text())["artifacts"]}
+    for variant in VARIANTS:
+        model = LookalikeModel(folder / f"lookalike_{variant}.tflite")
+        assert manifest[f"lookalike_{variant}.tflite"] == sha256_file(model.path)
+        prediction = model.predict(np.zeros((model.contract.input_size,) * 2 + (3,), np.uint8))
+        assert prediction.probabilities.shape == (len(model.labels),)
