@@ -107,6 +107,9 @@ class GalleryScoring:
     def similarities(self, embedding: np.ndarray) -> np.ndarray:
         """Cosine similarity of one embedding with every character, in [-1, 1]."""
         query = np.asarray(embedding, dtype=np.float32)
+        length = float(np.linalg.norm(query))
+        if length > 0.0:
+            query = query / length  # the face mean is a mean of unit embeddings: centre on the same sphere
         if self.face_mean is not None:
             query = query - self.face_mean
         norm = float(np.linalg.norm(query))

@@ -18,7 +18,7 @@ from shared_paths import ROOT, WEIGHTS, need  # noqa: E402
 
 # A quick real-weights training run, shared by the slow tests of every stage: small inputs and a
 # couple of images per class keep it to seconds, yet it exercises the real backbone and pipeline.
-QUICK_TRAIN_ARGS = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "3"]
+QUICK_TRAIN_ARGS = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "15"]
 
 
 @pytest.fixture(scope="session")

@@ -271,5 +271,5 @@ def test_real_weights_training_run_produces_a_usable_model(trained_models_dir):
     probabilities, embedding = model.predict(images, verbose=0)
     assert probabilities.shape == (2, 60) and embedding.shape == (2, contract.embedding_dim)
     assert card["architecture"]["backbone"].endswith("block_12_add, ImageNet weights, frozen")
-    # Real ImageNet features separate the classes better than chance even after a 3-epoch run.
+    # Real ImageNet features separate the classes better than chance even after this short run.
     assert validation["top5"] > 5 / 60
