@@ -6,7 +6,6 @@ that is not TFLite) is found here, before minutes of measuring, and raised as on
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 from benchmarks import BenchmarkError
 from edge.contract import InputContract
 from edge.quiet import native_stderr_silenced
-from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path
+from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path, read_json_object
 
 KERAS_FILE = "lookalike.keras"
 CARD_FILE = "model_card.json"
@@ -122,12 +121,7 @@ def read_card(models_dir: Path, contract: InputContract) -> dict[str, Any] | Non
     path = models_dir / CARD_FILE
     if not path.is_file():
         return None
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BenchmarkError(f"{path} is not valid JSON ({exc}): run 'make train' again") from exc
-    if not isinstance(card, dict):
-        raise BenchmarkError(f"{path} is not a JSON object: run 'make train' again")
+    card = read_json_object(path, BenchmarkError, "run 'make train' again")
     labels = card.get("labels") or (card.get("contract") or {}).get("labels")
     if labels is not None and tuple(labels) != contract.labels:
         raise BenchmarkError(

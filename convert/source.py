@@ -1,13 +1,13 @@
 """What make train left in models/: the Keras model, its card and labels, checked before any work."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convert import ConvertError
 from edge.contract import InputContract
+from edge.runtime import read_json_object
 
 KERAS_NAME = "lookalike.keras"
 CARD_NAME = "model_card.json"
@@ -38,13 +38,7 @@ class SourceModel:
 def read_card(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConvertError(f"{path} is missing (make train writes it beside the model): run 'make train' first")
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConvertError(f"{path} is not valid JSON ({exc}): run 'make train' again") from exc
-    if not isinstance(card, dict):
-        raise ConvertError(f"{path} is not a JSON object: run 'make train' again")
-    return card
+    return read_json_object(path, ConvertError, "run 'make train' again")
 
 
 def contract_from_card(card: dict[str, Any], path: Path) -> InputContract:

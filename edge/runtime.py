@@ -57,15 +57,23 @@ def interpreter_class() -> tuple[type, str]:
     )
 
 
+def read_json_object(path: str | Path, error: type[Exception], advice: str) -> dict[str, Any]:
+    """A JSON file that must hold an object; anything else raises ``error`` naming the file and ``advice``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise error(f"{path} is not valid JSON ({exc}): {advice}") from exc
+    if not isinstance(data, dict):
+        raise error(f"{path} is not a JSON object: {advice}")
+    return data
+
+
 def read_sidecar(tflite_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(tflite_path)
     if not path.is_file():
         raise ModelError(f"{path} is missing (it travels with {Path(tflite_path).name}): run 'make convert'")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}): run 'make convert' again") from exc
-    if not isinstance(data, dict) or data.get("format_version") != SIDECAR_VERSION:
+    data = read_json_object(path, ModelError, "run 'make convert' again")
+    if data.get("format_version") != SIDECAR_VERSION:
         raise ModelError(f"{path} has an unsupported format: run 'make convert' again")
     return data
 
