@@ -313,7 +313,7 @@ def measure_faces(face_set: FaceSet, model: LookalikeModel, matcher: LookalikeMa
     per_face = []
 
     def score(image: np.ndarray) -> MatchScores:
-        return matcher.score(model.predict(image))
+        return matcher.score(model.predict_mirrored(image))  # as the device does (PipelineOptions.mirror)
 
     progress = Progress("real faces", len(face_set.samples), enabled=show_progress)
     for sample in face_set.samples:

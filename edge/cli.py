@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     tuning.add_argument("--smoothing", type=float, default=defaults.smoothing,
                         help="weight of the newest scores in each face's moving average (1: no smoothing)")
     tuning.add_argument("--top", type=_positive_int, default=defaults.top_k, help="characters listed per face")
+    tuning.add_argument("--no-mirror", action="store_true",
+                        help="classify each crop once instead of averaging it with its mirror image "
+                             "(faster; the answer then depends on which way the face is turned)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -110,6 +113,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
             detect_width=args.detect_width,
             smoothing=args.smoothing,
             full_frame=args.full_frame,
+            mirror=not args.no_mirror,
             top_k=args.top,
             tracker=TrackerSettings(max_faces=args.max_faces),
         )

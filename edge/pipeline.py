@@ -42,6 +42,7 @@ class PipelineOptions:
     still_detect_width: int = 640  # and for still pictures, where speed matters less than small faces
     smoothing: float = 0.4  # weight of the newest scores in a face's moving average
     full_frame: bool = False  # classify the whole picture instead of faces
+    mirror: bool = True  # average each crop with its mirror image (flip-invariant, steadier answers)
     top_k: int = 3
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
@@ -187,7 +188,7 @@ class LookalikePipeline:
             # from OpenCV's BGR to the contract's RGB here equals converting the whole frame first.
             crop = cv2.cvtColor(patch, cv2.COLOR_BGR2RGB)
         with timer.stage("classify"):
-            prediction = self.model.predict(crop)
+            prediction = self.model.predict_mirrored(crop) if self.options.mirror else self.model.predict(crop)
         with timer.stage("match"):
             scores = self.matcher.score(prediction)
             smoothing = 1.0 if still or track.scores is None else self.options.smoothing

@@ -77,7 +77,8 @@ def edge_faces(models_dir: Path, variant: str, photo: Path) -> tuple[LookalikeMo
     model = LookalikeModel(model_path(models_dir, variant))
     matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim, "classifier")
     everything = max(len(model.labels), len(matcher.gallery.labels) if matcher.gallery else 0)
-    pipeline = LookalikePipeline(model, HaarFaceDetector(), matcher, PipelineOptions(top_k=everything))
+    # One inference per crop (no mirror average): this compares exactly what one crop gives.
+    pipeline = LookalikePipeline(model, HaarFaceDetector(), matcher, PipelineOptions(top_k=everything, mirror=False))
     with open_source(str(photo)) as source:
         result = pipeline.process(source.read().image, still=True)
     faces = []

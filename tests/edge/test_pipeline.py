@@ -83,7 +83,7 @@ def test_full_frame_uses_the_whole_picture(model, hopper_photo):
     result = pipeline.process(bgr, still=True)
     assert [f.box for f in result.faces] == [(0, 0, rgb.shape[1], rgb.shape[0])]
     np.testing.assert_allclose(result.faces[0].lookalike.classifier[0].score,
-                               model.predict(prepare_image(rgb, model.contract)).probabilities.max(), atol=1e-6)
+                               model.predict_mirrored(prepare_image(rgb, model.contract)).probabilities.max(), atol=1e-6)
 
 
 def test_scores_are_smoothed_between_classifications(model):
@@ -94,8 +94,8 @@ def test_scores_are_smoothed_between_classifications(model):
     first = pipeline.process(frame).faces[0]
     second = pipeline.process(darker).faces[0]
     assert second.track_id == first.track_id and second.fresh
-    raw_second = model.predict(second.crop).probabilities
-    raw_first = model.predict(first.crop).probabilities
+    raw_second = model.predict_mirrored(second.crop).probabilities  # the pipeline default: mirror average
+    raw_first = model.predict_mirrored(first.crop).probabilities
     assert not np.allclose(raw_first, raw_second, atol=1e-3), "the two frames should score differently"
     expected = 0.5 * raw_first + 0.5 * raw_second
     got = {r.label: r.score for r in second.lookalike.classifier}
@@ -108,3 +108,26 @@ def test_options_are_checked():
         PipelineOptions(detect_every=0)
     with pytest.raises(ValueError):
         PipelineOptions(smoothing=0.0)
+
+
+def test_mirror_average_makes_the_answer_independent_of_left_and_right(tiny_models):
+    """A picture and its mirror image get the same scores when each crop is averaged with its mirror."""
+    from edge.matcher import LookalikeMatcher
+    from edge.pipeline import LookalikePipeline, PipelineOptions
+    from edge.runtime import LookalikeModel, model_path
+
+    model = LookalikeModel(model_path(tiny_models, "float32"))
+    rng = np.random.default_rng(5)
+    picture = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(picture[:, ::-1])
+
+    def scores(bgr, mirror):
+        pipeline = LookalikePipeline(model, None, LookalikeMatcher(model.labels),
+                                     PipelineOptions(full_frame=True, mirror=mirror, top_k=len(model.labels)))
+        face = pipeline.process(bgr, still=True).faces[0]
+        return {r.label: r.score for r in face.lookalike.classifier}
+
+    averaged, averaged_mirror = scores(picture, True), scores(mirrored, True)
+    assert averaged == pytest.approx(averaged_mirror, abs=1e-6)
+    single, single_mirror = scores(picture, False), scores(mirrored, False)
+    assert single != pytest.approx(single_mirror, abs=1e-6)  # without the average, left and right differ
