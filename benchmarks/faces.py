@@ -224,8 +224,9 @@ def perturbed_inputs(sample: FaceSample, crop: np.ndarray, contract: InputContra
     """Model inputs for each small change of the face, keyed like ``PERTURBATIONS``."""
     return {
         "flip": [np.ascontiguousarray(crop[:, ::-1])],
-        "brighter": [change_brightness(crop, 1.0 + BRIGHTNESS)],
-        "darker": [change_brightness(crop, 1.0 - BRIGHTNESS)],
+        # The light changes on the whole picture, before the device crops it, as with a camera.
+        "brighter": [crop_face(change_brightness(sample.rgb, 1.0 + BRIGHTNESS), sample.box, contract)],
+        "darker": [crop_face(change_brightness(sample.rgb, 1.0 - BRIGHTNESS), sample.box, contract)],
         "jitter": [crop_face(sample.rgb, shift_box(sample.box, d, d), contract) for d in (JITTER, -JITTER)],
     }
 

@@ -11,7 +11,9 @@ What the model sees:
 - for a camera face: a square around the detected face box, ``face_scale`` times its size and
   shifted up by ``face_shift_y`` of its height so hair and headwear are in frame, the way an emoji
   character fills its picture; borders outside the frame are replicated;
-- resized with area interpolation when shrinking, linear when enlarging.
+- resized with area interpolation when shrinking, linear when enlarging;
+- face crops (not whole pictures) scaled to a fixed mean pixel value, so lighting and exposure
+  do not change the answer.
 """
 from __future__ import annotations
 
@@ -40,6 +42,9 @@ class InputContract:
     model_scaling: tuple[float, float] = (1.0 / 127.5, -1.0)
     face_scale: float = 2.0
     face_shift_y: float = -0.15
+    # Face crops are scaled so their mean pixel value is this: the answer should not change with
+    # the room's lighting or the camera's exposure. None leaves crops as they are.
+    face_pixel_mean: float | None = 120.0
     embedding_dim: int = 1280
     outputs: tuple[str, ...] = OUTPUT_NAMES
     version: int = CONTRACT_VERSION
@@ -153,7 +158,19 @@ def crop_face(
     pad = (y0 - top, top + side - y1, x0 - left, left + side - x1)
     if any(pad):
         patch = cv2.copyMakeBorder(patch, *pad, borderType=cv2.BORDER_REPLICATE)
-    return resize_square(patch, contract.input_size)
+    return normalise_exposure(resize_square(patch, contract.input_size), contract.face_pixel_mean)
+
+
+def normalise_exposure(image: np.ndarray, target_mean: float | None) -> np.ndarray:
+    """Scale pixel values so their mean is ``target_mean`` (same factor for every channel, so the
+    channel order does not matter); a black image stays black."""
+    if target_mean is None:
+        return image
+    mean = float(image.mean())
+    if mean < 1.0:
+        return image
+    scaled = image.astype(np.float32) * (float(target_mean) / mean)
+    return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
 def read_rgb(path: str) -> np.ndarray:
