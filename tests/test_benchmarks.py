@@ -25,6 +25,7 @@ from benchmarks.latency import summarize
 from benchmarks.pipeline import stage_summary
 from benchmarks.progress import Progress
 from benchmarks.report import table
+from cli_checks import assert_one_line_error, run_cli
 from edge.contract import InputContract
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,11 +52,6 @@ def make_class_folders(root: Path, classes: dict[str, int]) -> Path:
             shutil.copy(path, root / name / path.name)
     return root
 
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture(scope="module")
@@ -180,20 +176,12 @@ def test_compare_marks_worse_numbers_in_the_report(full_run, tmp_path, capsys):
 
 # --- bad input: one clear line, non-zero exit, nothing written ---------------------------------------
 
-def _assert_one_line_error(code: int, err: str, *phrases: str) -> None:
-    assert code != 0
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
-
 
 def test_missing_models_say_run_make_convert(tmp_path, capsys):
     (tmp_path / "models").mkdir()
     for folder in (tmp_path / "models", tmp_path / "absent"):
         code, _, err = run_cli(["--models", folder, "--out", tmp_path / "reports", *FAST], capsys)
-        _assert_one_line_error(code, err, "run 'make convert' first")
+        assert_one_line_error(code, err, "run 'make convert' first")
     assert not (tmp_path / "reports" / "benchmark.json").exists()
 
 
@@ -201,11 +189,11 @@ def test_data_folder_with_other_classes_is_refused(tmp_path, capsys):
     models = copy_models(tmp_path)
     data = make_class_folders(tmp_path / "data", {"astronaut": 2, "dragon": 2})
     code, _, err = run_cli(["--models", models, "--data", data, "--out", tmp_path / "reports", *FAST], capsys)
-    _assert_one_line_error(code, err, "dragon", "does not know")
+    assert_one_line_error(code, err, "dragon", "does not know")
     nested = tmp_path / "styles" / "openmoji"
     make_class_folders(nested, {"astronaut": 1})
     code, _, err = run_cli(["--models", models, "--data", nested.parent, "--out", tmp_path / "reports", *FAST], capsys)
-    _assert_one_line_error(code, err, "no class folders with images")
+    assert_one_line_error(code, err, "no class folders with images")
     assert not (tmp_path / "reports" / "benchmark.json").exists()
 
 
@@ -214,9 +202,9 @@ def test_unreadable_reference_is_refused(tmp_path, capsys):
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(b"this is not a flatbuffer")
     code, _, err = run_cli(["--models", models, "--reference", broken, "--out", tmp_path / "reports", *FAST], capsys)
-    _assert_one_line_error(code, err, "broken.tflite", "not a valid TFLite file")
+    assert_one_line_error(code, err, "broken.tflite", "not a valid TFLite file")
     code, _, err = run_cli(["--models", models, "--reference", tmp_path / "absent.tflite", "--out", tmp_path / "r", *FAST], capsys)
-    _assert_one_line_error(code, err, "does not exist")
+    assert_one_line_error(code, err, "does not exist")
 
 
 def test_unreadable_compare_report_is_refused(tmp_path, capsys):
@@ -224,7 +212,7 @@ def test_unreadable_compare_report_is_refused(tmp_path, capsys):
     old = tmp_path / "old.json"
     old.write_text("{not json")
     code, _, err = run_cli(["--models", models, "--compare", old, "--out", tmp_path / "reports", *FAST], capsys)
-    _assert_one_line_error(code, err, "old.json")
+    assert_one_line_error(code, err, "old.json")
 
 
 def test_sidecar_from_another_conversion_is_refused(tmp_path, capsys):
@@ -232,7 +220,7 @@ def test_sidecar_from_another_conversion_is_refused(tmp_path, capsys):
     with open(models / "lookalike_int8.tflite", "ab") as handle:
         handle.write(b"\0")  # the sha256 in the sidecar no longer matches
     code, _, err = run_cli(["--models", models, "--out", tmp_path / "reports", *FAST], capsys)
-    _assert_one_line_error(code, err, "lookalike_int8.tflite", "make convert")
+    assert_one_line_error(code, err, "lookalike_int8.tflite", "make convert")
 
 
 def test_interrupt_keeps_the_previous_report(tmp_path, capsys, monkeypatch):

@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.cli import main
 from benchmarks.faces import (
     JITTER, PERTURBATIONS, FacesConfig, FaceSample, change_brightness, detect_faces, faces_from_folder,
     faces_section, goals, in_sample_note, lfw_sample, perturbed_inputs, shift_box, stability, stability_summary,
     variety,
 )
+from cli_checks import assert_one_line_error, run_cli
 from edge.contract import InputContract, crop_face
 from edge.faces import make_face_detector
 from shared_paths import FACES, need
@@ -38,19 +38,6 @@ def copy_models(destination: Path) -> Path:
     return models
 
 
-def run_cli(args: list, capsys) -> tuple[int, str, str]:
-    code = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code: int, err: str, *phrases: str) -> None:
-    assert code != 0
-    lines = [line for line in err.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
 
 
 def shared_faces_folder(tmp_path: Path, blank: bool = True, broken: bool = True) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import random
 import sys
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -209,6 +208,3 @@ def load_images(files: Sequence[Path], contract: InputContract) -> np.ndarray:
         out[i] = prepare_image(read_rgb(path), contract)
     return out
 
-
-def class_balance(targets: Sequence[int]) -> Counter:
-    return Counter(int(t) for t in targets)

@@ -84,7 +84,7 @@ def pooled_features(extractor, images: np.ndarray, batch: int) -> np.ndarray:
     for start in range(0, len(images), batch):
         chunk = images[start : start + batch].astype(np.float32)
         out.append(np.asarray(extractor(chunk, training=False)))
-    return np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, int(extractor.output.shape[-1])), np.float32)
 
 
 @dataclass
