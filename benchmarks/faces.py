@@ -36,7 +36,7 @@ from edge.contract import InputContract, crop_face, read_rgb
 from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_detector, scale_boxes
 from edge.matcher import LookalikeMatcher, MatchScores
 from edge.pipeline import PipelineOptions
-from edge.runtime import LookalikeModel, ModelError, model_path
+from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
 from edge.sources import IMAGE_SUFFIXES
 
 DEFAULT_VARIANT = "int8"  # what the device runs
@@ -48,7 +48,7 @@ BRIGHTNESS = 0.10  # brightness change: pixel values times 1 +- this
 TOP_K = 3
 MOST_FREQUENT_SHOWN = 5
 PER_FACE_TABLE_MAX = 20  # a per-face table reads well for a handful of photos, not for 100 crops
-RANKINGS = ("classifier", "gallery")
+RANKINGS = ("classifier", "gallery", "adapted")  # adapted: the gallery with the face mean the device adapts
 
 GOAL_MOST_FREQUENT_SHARE = 0.10
 GOAL_DISTINCT_SHARE = 0.50
@@ -290,11 +290,16 @@ class FaceAnswers:
     changed: dict[str, list[list[str]]] = field(default_factory=lambda: {name: [] for name in PERTURBATIONS})
 
 
-def _views(matcher: LookalikeMatcher, scores: MatchScores) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
-    """Each ranking the matcher offers: (its labels, this face's score vector)."""
+def _views(matcher: LookalikeMatcher, prediction: Prediction,
+           adaptive: LookalikeMatcher | None = None) -> dict[str, tuple[tuple[str, ...], np.ndarray]]:
+    """Each ranking measured: (its labels, this face's score vector). ``matcher`` keeps the shipped
+    face mean; ``adaptive`` is the device's matcher, whose face mean follows the faces seen."""
+    scores = matcher.score(prediction)
     views = {"classifier": (matcher.labels, scores.classifier)}
     if matcher.gallery is not None and scores.gallery is not None:
         views["gallery"] = (matcher.gallery.labels, scores.gallery)
+    if adaptive is not None and adaptive.gallery is not None and adaptive.gallery.adaptive:
+        views["adapted"] = (adaptive.gallery.labels, adaptive.score(prediction).gallery)
     return views
 
 
@@ -302,34 +307,40 @@ def _top1(labels: tuple[str, ...], vector: np.ndarray) -> str:
     return labels[int(np.argmax(vector))]  # the first of tied scores, as the matcher's stable sort picks
 
 
-def _ranked(items) -> list[dict[str, Any]]:
-    return [{"label": r.label, "score": r.score} for r in items]
+def _ranked(labels: tuple[str, ...], vector: np.ndarray) -> list[dict[str, Any]]:
+    order = np.argsort(-vector, kind="stable")[:TOP_K]
+    return [{"label": labels[i], "score": float(np.clip(vector[i], 0.0, 1.0))} for i in order]
 
 
 def measure_faces(face_set: FaceSet, model: LookalikeModel, matcher: LookalikeMatcher,
-                  show_progress: bool = True) -> tuple[dict[str, FaceAnswers], list[dict[str, Any]]]:
-    """Run every face and its changes through the model and the matcher: (answers per ranking, per-face top-k)."""
+                  show_progress: bool = True, adaptive: LookalikeMatcher | None = None,
+                  ) -> tuple[dict[str, FaceAnswers], list[dict[str, Any]]]:
+    """Run every face and its changes through the model and the matchers: (answers per ranking,
+    per-face top-k). Faces go in the order given, like people arriving at a camera: each is scored,
+    then the adaptive matcher counts it (its changed copies are the same person, not counted)."""
     contract = model.contract
     answers: dict[str, FaceAnswers] = {}
     per_face = []
 
-    def score(image: np.ndarray) -> MatchScores:
-        return matcher.score(model.predict_mirrored(image))  # as the device does (PipelineOptions.mirror)
+    def views(image: np.ndarray) -> tuple[Prediction, dict[str, tuple[tuple[str, ...], np.ndarray]]]:
+        prediction = model.predict_mirrored(image)  # as the device does (PipelineOptions.mirror)
+        return prediction, _views(matcher, prediction, adaptive)
 
     progress = Progress("real faces", len(face_set.samples), enabled=show_progress)
     for sample in face_set.samples:
         crop = crop_face(sample.rgb, sample.box, contract)
-        scores = score(crop)
-        ranked = matcher.rank(scores, TOP_K)
+        prediction, original = views(crop)
         per_face.append({"face": sample.name, "box": [round(float(v), 1) for v in sample.box],
-                         "classifier": _ranked(ranked.classifier), "gallery": _ranked(ranked.gallery)})
-        changed_views = {name: [_views(matcher, score(image)) for image in images]
+                         **{name: _ranked(*view) for name, view in original.items()}})
+        changed_views = {name: [views(image)[1] for image in images]
                          for name, images in perturbed_inputs(sample, crop, contract).items()}
-        for ranking, (labels, vector) in _views(matcher, scores).items():
+        for ranking, (labels, vector) in original.items():
             record = answers.setdefault(ranking, FaceAnswers(labels))
             record.original.append(_top1(labels, vector))
-            for name, views in changed_views.items():
-                record.changed[name].append([_top1(*view[ranking]) for view in views])
+            for name, changed in changed_views.items():
+                record.changed[name].append([_top1(*view[ranking]) for view in changed])
+        if adaptive is not None:
+            adaptive.observe(prediction)
         progress.advance()
     progress.close()
     return answers, per_face
@@ -350,7 +361,8 @@ def gallery_description(matcher: LookalikeMatcher, model: LookalikeModel) -> dic
     if gallery is None:
         return None
     return {"file": model.sidecar.get("gallery"), "characters": len(gallery.labels), "centred": gallery.centred,
-            "calibrated": gallery.calibrated, "temperature": gallery.temperature}
+            "calibrated": gallery.calibrated, "temperature": gallery.temperature,
+            "adaptive": gallery.adaptive, "face_prior": gallery.faces.prior if gallery.faces is not None else None}
 
 
 def small_set_notes(faces: int, rankings: dict[str, dict[str, Any]]) -> list[str]:
@@ -389,10 +401,13 @@ def faces_section(config: FacesConfig) -> dict[str, Any]:
         return {"skipped": f"no face found in the {face_set.photos} photo(s) of {face_set.source}", **described}
     try:
         model = LookalikeModel(model_path(config.models_dir, config.variant), num_threads=config.threads)
-        matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim)
+        shipped = dict(embedding_dim=model.contract.embedding_dim)
+        matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, adapt=False, **shipped)
+        device = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, adapt=True, **shipped)
     except ModelError as exc:
         raise BenchmarkError(str(exc)) from exc
-    answers, per_face = measure_faces(face_set, model, matcher, config.show_progress)
+    adaptive = device if device.gallery is not None and device.gallery.adaptive else None
+    answers, per_face = measure_faces(face_set, model, matcher, config.show_progress, adaptive)
     rankings = summarize(answers)
     notes = face_set.notes + small_set_notes(len(face_set.samples), rankings)
     if matcher.gallery is not None and matcher.gallery.centred:
@@ -402,8 +417,8 @@ def faces_section(config: FacesConfig) -> dict[str, Any]:
         "faces": len(face_set.samples),
         "model": model.path.name,
         "threads": config.threads,
-        "primary": matcher.primary,
-        "gallery": gallery_description(matcher, model),
+        "primary": "adapted" if adaptive is not None and device.primary == "gallery" else device.primary,
+        "gallery": gallery_description(device, model),
         "perturbations": dict(PERTURBATIONS),
         "rankings": rankings,
         "per_face": per_face,

@@ -243,7 +243,9 @@ def real_faces_section(report: dict[str, Any]) -> list[str]:
         how = "no gallery is shipped"
     else:
         how = (f"gallery: {'centred cosine' if gallery['centred'] else 'plain cosine, no face_mean'}, "
-               + (f"temperature {gallery['temperature']:g}" if gallery["calibrated"] else "no temperature"))
+               + (f"temperature {gallery['temperature']:g}" if gallery["calibrated"] else "no temperature")
+               + (f"; **adapted**: the same, with the face mean following the faces seen, in order, the shipped "
+                  f"mean counting as {gallery['face_prior']:g} faces" if gallery.get("adaptive") else ""))
     missing = faces.get("photos_without_face") or []
     lines += [
         f"{faces['faces']} faces from {faces['source']} ({faces['photos']} pictures"

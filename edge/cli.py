@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--full-frame", action="store_true", help="classify the whole picture, no face detection")
     parser.add_argument("--match", choices=METHODS, default="auto",
                         help="rank by the classifier or the gallery; auto: the gallery once it is calibrated")
+    parser.add_argument("--fixed-face-mean", action="store_true",
+                        help="keep the shipped face mean instead of adapting it to the people seen")
     parser.add_argument("--no-window", action="store_true", help="headless: no window (use --output, --json, --card)")
     parser.add_argument("--output", type=Path, help="annotated video (.mp4, .avi), or image for a single photo")
     parser.add_argument("--json", type=Path, dest="json_path", help="results, one JSON object per frame or picture")
@@ -131,6 +133,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         card=args.card,
         astronaut=args.astronaut,
         match=args.match,
+        adapt_faces=not args.fixed_face_mean,
         max_frames=args.max_frames,
         camera_size=args.camera_size,
         quiet=args.quiet,

@@ -48,6 +48,7 @@ class RunOptions:
     card: Path | None = None  # lookalike card of the last face seen (and the 's' key's file)
     astronaut: bool = False  # use scikit-image's astronaut photo as the source
     match: str = "auto"
+    adapt_faces: bool = True  # the gallery's face mean follows the people seen (edge.matcher.FaceDomain)
     max_frames: int | None = None
     camera_size: tuple[int, int] = (640, 480)
     fps_window: int = 10  # frames the shown FPS and stage times are averaged over
@@ -272,7 +273,8 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
     ``source`` replaces ``options.source`` (frames already in memory, a benchmark's own reader).
     """
     model = LookalikeModel(model_path(options.models, options.variant), num_threads=options.threads)
-    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim, options.match)
+    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim,
+                                            options.match, options.adapt_faces)
     detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
     pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
     source = source if source is not None else open_run_source(options)

@@ -14,13 +14,21 @@ code:
 - the sidecar may hold ``"matching": {"method": ..., "temperature": ...}``, which wins over the
   gallery file (so a recalibration does not need new embeddings).
 
+The face mean shipped in ``gallery.npz`` comes from the faces training saw (small grey LFW crops and
+one colour portrait by default), so it centres the faces of another camera or light only in part. So
+the matcher adapts it at run time (``FaceDomain``): each new person seen pulls the mean toward their
+embedding, one observation per person (the pipeline observes a face once, when it is first
+classified, and a face that matches one of the last people observed is not counted again, so one
+user in front of the camera all day does not become the mean). The shipped mean counts as
+``FaceDomain.prior`` faces, so the first people move it little.
+
 Scores are full vectors (one value per class) so that they can be averaged over frames before
 ranking; ``rank`` turns them into (label, score 0..1) lists.
 """
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,17 +77,76 @@ class Lookalike:
 
 
 @dataclass
+class FaceDomain:
+    """The mean embedding of real faces, starting from the shipped mean and adapting to the faces seen."""
+
+    shipped: np.ndarray  # (D,) the training-time face mean
+    prior: float = 10.0  # the shipped mean weighs as much as this many observed faces
+    memory: int = 500  # past this many faces the mean becomes a moving average (keeps adapting)
+    same_person: float = 0.85  # centred cosine similarity above which a face is someone already observed
+    recent: int = 16  # how many of the last observed faces are checked for "already observed"
+    mean: np.ndarray = field(init=False)
+    count: int = field(init=False, default=0)
+    _recent: list = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.shipped = np.asarray(self.shipped, dtype=np.float32)
+        if not self.prior > 0:
+            raise ValueError(f"the face prior must be positive, got {self.prior}")
+        self.mean = self.shipped.copy()
+
+    def observe(self, embedding: np.ndarray) -> bool:
+        """Count one face in the mean; False (and nothing changes) when it looks like a face just
+        observed, the same person again."""
+        unit = _unit(np.asarray(embedding, dtype=np.float32))
+        if unit is None:
+            return False
+        # Embeddings of all faces point much the same way; who is who shows after centring.
+        identity = _unit(unit - self.mean)
+        if identity is None or any(float(identity @ seen) >= self.same_person for seen in self._recent):
+            return False
+        self.count += 1
+        weight = 1.0 / (self.prior + min(self.count, self.memory))
+        self.mean = ((1.0 - weight) * self.mean + weight * unit).astype(np.float32)
+        self._recent = (self._recent + [identity])[-self.recent:]
+        return True
+
+    def reset(self) -> None:
+        self.mean = self.shipped.copy()
+        self.count = 0
+        self._recent = []
+
+
+@dataclass
 class GalleryScoring:
     """Gallery embeddings prepared for scoring, with the optional calibration parameters."""
 
     labels: tuple[str, ...]
     embeddings: np.ndarray  # (G, D), unit rows (centred first when means are given)
-    face_mean: np.ndarray | None = None
+    face_mean: np.ndarray | None = None  # the shipped face mean
     temperature: float | None = None
+    faces: FaceDomain | None = None  # set by ``adapt``: the face mean follows the faces seen
 
     @property
     def centred(self) -> bool:
         return self.face_mean is not None
+
+    @property
+    def adaptive(self) -> bool:
+        return self.faces is not None
+
+    def adapt(self, prior: float = FaceDomain.prior) -> None:
+        """Let the face mean adapt to the faces observed (needs a shipped face mean)."""
+        if self.face_mean is None:
+            raise ValueError("adapting the face mean needs a gallery with face_mean and character_mean")
+        self.faces = FaceDomain(self.face_mean, prior)
+
+    def observe(self, embedding: np.ndarray) -> bool:
+        """One new face for the adaptive face mean; False when not adaptive or not counted."""
+        return self.faces.observe(embedding) if self.faces is not None else False
+
+    def current_face_mean(self) -> np.ndarray | None:
+        return self.faces.mean if self.faces is not None else self.face_mean
 
     @property
     def calibrated(self) -> bool:
@@ -110,8 +177,9 @@ class GalleryScoring:
         length = float(np.linalg.norm(query))
         if length > 0.0:
             query = query / length  # the face mean is a mean of unit embeddings: centre on the same sphere
-        if self.face_mean is not None:
-            query = query - self.face_mean
+        face_mean = self.current_face_mean()
+        if face_mean is not None:
+            query = query - face_mean
         norm = float(np.linalg.norm(query))
         if norm == 0.0:
             return np.zeros(len(self.labels), np.float32)
@@ -149,6 +217,10 @@ class LookalikeMatcher:
             return self.method
         return "gallery" if self.gallery is not None and self.gallery.calibrated else "classifier"
 
+    def observe(self, prediction: Prediction) -> bool:
+        """A new face was seen: let an adaptive gallery's face mean count it (see ``FaceDomain``)."""
+        return self.gallery.observe(prediction.embedding) if self.gallery is not None else False
+
     def score(self, prediction: Prediction) -> MatchScores:
         gallery = self.gallery.scores(prediction.embedding) if self.gallery is not None else None
         return MatchScores(np.asarray(prediction.probabilities, dtype=np.float32), gallery)
@@ -164,12 +236,15 @@ class LookalikeMatcher:
 
     @classmethod
     def from_sidecar(cls, tflite_path: str | Path, sidecar: dict[str, Any], labels: tuple[str, ...],
-                     embedding_dim: int, method: str = "auto") -> "LookalikeMatcher":
-        """The matcher a converted model was shipped with: its gallery and matching parameters."""
+                     embedding_dim: int, method: str = "auto", adapt: bool = True) -> "LookalikeMatcher":
+        """The matcher a converted model was shipped with: its gallery and matching parameters.
+        ``adapt``: let a centred gallery's face mean follow the faces seen (``FaceDomain``)."""
         gallery = load_gallery(tflite_path, sidecar, embedding_dim)
         matching = sidecar.get("matching") or {}
         if gallery is not None and isinstance(matching, dict) and matching.get("temperature") is not None:
             gallery.temperature = _positive(matching["temperature"], sidecar_path(tflite_path))
+        if gallery is not None and gallery.centred and adapt:
+            gallery.adapt()
         if method == "auto" and isinstance(matching, dict) and matching.get("method") in METHODS:
             method = matching["method"]
         return cls(labels, gallery, method)
@@ -229,6 +304,11 @@ def _positive(value: Any, path: Path) -> float:
     if not number > 0:
         raise ModelError(f"{path}: temperature must be a positive number, got {value!r}: run 'make convert' again")
     return number
+
+
+def _unit(vector: np.ndarray) -> np.ndarray | None:
+    length = float(np.linalg.norm(vector))
+    return vector / length if length > 0.0 else None
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:

@@ -38,6 +38,13 @@ def copy_models(destination: Path) -> Path:
     return models
 
 
+def centre_gallery(models: Path) -> None:
+    """Give the copied fixture's gallery a face mean and a temperature, as training writes them."""
+    with np.load(models / "gallery.npz") as data:
+        labels, embeddings = data["labels"], data["embeddings"]
+    dim = embeddings.shape[1]
+    np.savez(models / "gallery.npz", labels=labels, embeddings=embeddings, character_mean=embeddings.mean(0),
+             face_mean=np.full(dim, 1.0 / np.sqrt(dim), np.float32), temperature=np.float32(0.05))
 
 
 def shared_faces_folder(tmp_path: Path, blank: bool = True, broken: bool = True) -> Path:
@@ -207,6 +214,24 @@ def test_faces_only_writes_the_section_with_a_per_face_table(tmp_path, capsys):
         assert (out / "faces_top1.png").read_bytes().startswith(b"\x89PNG")
         assert "(faces_top1.png)" in markdown
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_centred_gallery_is_also_measured_with_the_face_mean_the_device_adapts(tmp_path, capsys):
+    models = copy_models(tmp_path)
+    centre_gallery(models)
+    folder = shared_faces_folder(tmp_path, blank=False, broken=False)
+    out = tmp_path / "reports"
+    code, _, err = run_cli(["--models", models, "--out", out, "--faces-only", "--faces", folder, "--no-plots",
+                            "--quiet"], capsys)
+    assert code == 0, err
+    faces = json.loads((out / "benchmark.json").read_text())["faces"]
+    assert set(faces["rankings"]) == {"classifier", "gallery", "adapted"}
+    assert faces["primary"] == "adapted" and faces["gallery"]["adaptive"] is True
+    assert all(len(face["adapted"]) == 3 for face in faces["per_face"])
+    # The first face is scored before anyone was seen: both gallery rankings agree on it.
+    assert faces["per_face"][0]["adapted"] == faces["per_face"][0]["gallery"]
+    markdown = (out / "benchmark.md").read_text()
+    assert "| adapted (shown)" in markdown and "face mean following the faces seen" in markdown
 
 
 def test_default_faces_are_scikit_images(tmp_path, capsys):

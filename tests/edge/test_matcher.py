@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edge.matcher import GalleryScoring, LookalikeMatcher, MatchScores, load_gallery
+from edge.matcher import FaceDomain, GalleryScoring, LookalikeMatcher, MatchScores, load_gallery
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path, read_sidecar
 
 LABELS = ("cat", "dog", "owl")
@@ -128,3 +128,105 @@ def test_gallery_with_wrong_mean_size_names_the_file(models_copy):
                  character_mean=np.zeros(3), face_mean=np.zeros(3))
     with pytest.raises(ModelError, match="gallery.npz"):
         load_gallery(tflite, read_sidecar(tflite), LookalikeModel(tflite).contract.embedding_dim)
+
+
+# --- the face domain that adapts to the people seen ------------------------------------------------
+
+DIM = 24  # enough directions that different people do not look alike by chance
+
+
+def shifted_faces(count: int, seed: int = 0) -> np.ndarray:
+    """Faces from a camera the shipped mean did not see: each its own direction on top of a large
+    shared offset (the camera's "domain", the last axis)."""
+    rng = np.random.default_rng(seed)
+    offset = np.zeros(DIM, np.float32)
+    offset[-1] = 4.0
+    personal = rng.normal(0.0, 1.0, (count, DIM)).astype(np.float32)
+    personal[:, -1] = 0.0
+    return np.stack([unit(offset + p) for p in personal])
+
+
+def axis(i: int) -> np.ndarray:
+    v = np.zeros(DIM, np.float32)
+    v[i] = 1.0
+    return v
+
+
+def test_a_new_face_moves_the_face_mean_by_one_share_of_the_prior():
+    shipped = unit([1, 1, 0, 0])
+    domain = FaceDomain(shipped, prior=4.0)
+    face = unit([0, 0, 1, 0])
+    assert domain.observe(face)
+    assert domain.count == 1
+    np.testing.assert_allclose(domain.mean, shipped + (face - shipped) / 5.0, atol=1e-6)
+    domain.reset()
+    assert domain.count == 0 and np.allclose(domain.mean, shipped)
+
+
+def test_the_same_person_again_is_not_counted_twice():
+    domain = FaceDomain(unit([1, 1, 0, 0]), prior=4.0)
+    face = unit([0, 0, 1, 0.1])
+    assert domain.observe(face)
+    mean = domain.mean.copy()
+    assert not domain.observe(face)  # the same face, back in front of the camera
+    assert not domain.observe(face * 3.0)  # the length of an embedding does not matter
+    assert domain.count == 1 and np.allclose(domain.mean, mean)
+    assert domain.observe(unit([0, 1, -1, 0]))  # someone else is counted
+    assert domain.count == 2
+
+
+def test_a_zero_embedding_is_ignored_and_a_bad_prior_refused():
+    domain = FaceDomain(unit([1, 0, 0, 0]))
+    assert not domain.observe(np.zeros(4, np.float32)) and domain.count == 0
+    with pytest.raises(ValueError):
+        FaceDomain(unit([1, 0, 0, 0]), prior=0.0)
+
+
+def test_adapting_to_a_new_camera_gives_people_different_answers_again():
+    # Characters differ in the first three directions. The shipped face mean comes from other
+    # faces and leans away from the first character, so against it every face of the new camera
+    # leans toward that character: the collapse.
+    characters = np.stack([axis(0), axis(1), axis(2)])
+    shipped = unit(-axis(0) + 0.3 * axis(DIM - 1))
+    faces = shifted_faces(60)
+
+    def answers(gallery: GalleryScoring) -> list[str]:
+        return [LABELS[int(np.argmax(gallery.similarities(f)))] for f in faces]
+
+    fixed = GalleryScoring.build(LABELS, characters, characters.mean(0), shipped)
+    adaptive = GalleryScoring.build(LABELS, characters, characters.mean(0), shipped)
+    adaptive.adapt(prior=5.0)
+    assert adaptive.adaptive and not fixed.adaptive
+    for face in faces:
+        adaptive.observe(face)
+    assert adaptive.faces.count == len(faces)  # 60 different people
+    assert set(answers(fixed)) == {"cat"}  # the collapse
+    assert len(set(answers(adaptive))) == 3
+    # The mean is the shipped one weighted as 5 faces, plus the 60 faces seen.
+    np.testing.assert_allclose(adaptive.current_face_mean(), (5.0 * shipped + faces.sum(0)) / 65.0, atol=1e-5)
+
+
+def test_only_a_centred_gallery_adapts():
+    with pytest.raises(ValueError):
+        GalleryScoring.build(LABELS, GALLERY).adapt()
+    matcher = LookalikeMatcher(LABELS, GalleryScoring.build(LABELS, GALLERY))
+    assert not matcher.observe(Prediction(np.full(3, 1 / 3, np.float32), unit([1, 0, 0, 0])))
+
+
+def test_the_shipped_matcher_adapts_unless_asked_not_to(models_copy):
+    tflite = model_path(models_copy, "int8")
+    model = LookalikeModel(tflite)
+    build = dict(labels=model.labels, embedding_dim=model.contract.embedding_dim)
+    assert not LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build).gallery.adaptive  # no face mean: nothing to adapt
+    with np.load(models_copy / "gallery.npz") as data:
+        labels, embeddings = data["labels"], data["embeddings"]
+    dim = model.contract.embedding_dim
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, character_mean=np.zeros(dim, np.float32),
+             face_mean=np.full(dim, 0.1, np.float32), temperature=np.float32(0.05))
+    adaptive = LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build)
+    fixed = LookalikeMatcher.from_sidecar(tflite, model.sidecar, adapt=False, **build)
+    assert adaptive.gallery.adaptive and fixed.gallery.centred and not fixed.gallery.adaptive
+    size = model.contract.input_size
+    prediction = model.predict(np.full((size, size, 3), 90, np.uint8))
+    assert adaptive.observe(prediction) and not fixed.observe(prediction)
+    assert not np.allclose(adaptive.gallery.current_face_mean(), fixed.gallery.current_face_mean())

@@ -131,3 +131,33 @@ def test_mirror_average_makes_the_answer_independent_of_left_and_right(tiny_mode
     assert averaged == pytest.approx(averaged_mirror, abs=1e-6)
     single, single_mirror = scores(picture, False), scores(mirrored, False)
     assert single != pytest.approx(single_mirror, abs=1e-6)  # without the average, left and right differ
+
+
+class CountingMatcher(LookalikeMatcher):
+    """A matcher that records which faces the pipeline hands it as new people."""
+
+    def __init__(self, labels):
+        super().__init__(labels)
+        self.observed = 0
+
+    def observe(self, prediction):
+        self.observed += 1
+        return False
+
+
+def test_a_face_is_observed_once_when_it_first_appears_not_at_every_classification(model):
+    detector = FixedDetector([(97.5, 56.25, 60, 60)])
+    matcher = CountingMatcher(model.labels)
+    pipeline = LookalikePipeline(model, detector, matcher, PipelineOptions(classify_every=1, detect_every=2))
+    frame = textured_frame(3)
+    classified = sum(pipeline.process(frame).classified for _ in range(6))
+    assert classified == 6 and matcher.observed == 1
+    pipeline.process(frame, still=True)  # a still picture starts over: its face is new
+    assert matcher.observed == 2
+
+
+def test_the_whole_picture_is_no_person_to_observe(model):
+    matcher = CountingMatcher(model.labels)
+    pipeline = LookalikePipeline(model, None, matcher, PipelineOptions(full_frame=True))
+    pipeline.process(textured_frame(4), still=True)
+    assert matcher.observed == 0
