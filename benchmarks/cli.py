@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faces-only", action="store_true",
                         help="measure the real faces only (no accuracy, latency or pipeline): seconds, not minutes")
     parser.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT, help="the model the real faces run through")
+    parser.add_argument("--face-traits", type=Path, default=None, metavar="FILE",
+                        help="the people's visible traits, photo,x,y,traits (see edge/traits.py), for the sense "
+                             "measurement [default: traits.csv in the --faces folder, when there is one]")
+    parser.add_argument("--character-traits", type=Path, default=None, metavar="FILE",
+                        help="the characters' traits, character,traits [default: character_traits.csv beside the models]")
     parser.add_argument("--no-plots", action="store_true", help="skip the Matplotlib figures")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
@@ -113,6 +118,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchmarkConf
         faces=args.faces,
         faces_only=args.faces_only,
         faces_variant=args.variant,
+        face_traits=args.face_traits,
+        character_traits=args.character_traits,
         plots=not args.no_plots,
         show_progress=not args.quiet,
         command=shlex.join(["python", "-m", "benchmarks"] + argv),

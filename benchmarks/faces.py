@@ -32,11 +32,13 @@ import numpy as np
 from benchmarks import BenchmarkError
 from benchmarks.models import CARD_FILE
 from benchmarks.progress import Progress
+from benchmarks.sense import FACE_TRAITS_FILE, label_faces, read_face_traits, sense_section
 from edge.contract import InputContract, crop_face, read_rgb
 from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_detector, scale_boxes
 from edge.matcher import LookalikeMatcher, MatchScores
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
+from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 from edge.sources import IMAGE_SUFFIXES
 
 DEFAULT_VARIANT = "int8"  # what the device runs
@@ -70,6 +72,21 @@ class FacesConfig:
     detector: str | None = None  # None: edge's default (OpenCV's bundled Haar cascade)
     threads: int = 1
     show_progress: bool = True
+    face_traits: Path | None = None  # None: traits.csv in the folder, when there is one
+    character_traits: Path | None = None  # None: character_traits.csv beside the models, when there is one
+
+    def face_traits_file(self) -> Path | None:
+        if self.face_traits is not None:
+            return Path(self.face_traits)
+        if self.folder is not None and (Path(self.folder) / FACE_TRAITS_FILE).is_file():
+            return Path(self.folder) / FACE_TRAITS_FILE
+        return None
+
+    def character_traits_file(self) -> Path | None:
+        if self.character_traits is not None:
+            return Path(self.character_traits)
+        default = Path(self.models_dir) / CHARACTER_TRAITS_FILE
+        return default if default.is_file() else None
 
 
 @dataclass
@@ -79,6 +96,7 @@ class FaceSample:
     name: str
     rgb: np.ndarray
     box: Box
+    photo: str = ""  # the picture's file name
 
 
 @dataclass
@@ -108,6 +126,11 @@ def check_faces_inputs(config: FacesConfig) -> None:
     """Fail in seconds on a bad --faces folder, --variant or --detector."""
     if config.folder is not None:
         photo_files(Path(config.folder))
+    for path in (config.face_traits, config.character_traits):
+        if path is not None and not Path(path).is_file():
+            raise BenchmarkError(f"traits file {path} does not exist")
+    if config.face_traits_file() is not None:
+        read_face_traits(config.face_traits_file())
     if not model_path(config.models_dir, config.variant).is_file():
         raise BenchmarkError(
             f"{model_path(config.models_dir, config.variant)} does not exist (needed for the real-faces section): "
@@ -149,7 +172,7 @@ def faces_in_photos(named_photos: Sequence[tuple[str, np.ndarray | None]], detec
             found.photos_without_face.append(name)
         for number, box in enumerate(boxes, start=1):
             label = name if len(boxes) == 1 else f"{name} #{number}"
-            found.samples.append(FaceSample(label, rgb, box))
+            found.samples.append(FaceSample(label, rgb, box, name))
     return found
 
 
@@ -410,6 +433,8 @@ def faces_section(config: FacesConfig) -> dict[str, Any]:
     answers, per_face = measure_faces(face_set, model, matcher, config.show_progress, adaptive)
     rankings = summarize(answers)
     notes = face_set.notes + small_set_notes(len(face_set.samples), rankings)
+    sense, sense_notes = measure_sense(config, face_set, per_face, list(rankings), model.labels)
+    notes += sense_notes
     if matcher.gallery is not None and matcher.gallery.centred:
         notes += in_sample_note(config.models_dir, config.folder)
     return {
@@ -422,8 +447,31 @@ def faces_section(config: FacesConfig) -> dict[str, Any]:
         "perturbations": dict(PERTURBATIONS),
         "rankings": rankings,
         "per_face": per_face,
+        "sense": sense,
         "notes": notes,
     }
+
+
+def measure_sense(config: FacesConfig, face_set: FaceSet, per_face: list[dict[str, Any]], rankings: list[str],
+                  labels: Sequence[str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The sense block (``benchmarks.sense``) when the faces come with a traits file, else None;
+    each labelled face's traits are added to its per-face entry."""
+    face_file = config.face_traits_file()
+    if face_file is None:
+        return None, []
+    character_file = config.character_traits_file()
+    if character_file is None:
+        return None, [f"sense not measured: {face_file} labels the faces, but there is no {CHARACTER_TRAITS_FILE} "
+                      "beside the models (training writes it from traits.csv beside the data) and no --character-traits"]
+    try:
+        characters = read_character_traits(character_file, labels)
+    except TraitsError as exc:
+        raise BenchmarkError(str(exc)) from exc
+    face_traits, notes = label_faces([(s.photo, s.box) for s in face_set.samples], read_face_traits(face_file))
+    for entry, traits in zip(per_face, face_traits):
+        if traits is not None:
+            entry["traits"] = sorted(traits)
+    return sense_section(per_face, rankings, face_traits, characters, f"{face_file} and {character_file}"), notes
 
 
 # --- the chart ----------------------------------------------------------------------------------------

@@ -264,14 +264,39 @@ def real_faces_section(report: dict[str, Any]) -> list[str]:
         common = ", ".join(f"{m['label']} {m['count']} ({_percent(m['share'])})" for m in ranking["variety"]["most_frequent"])
         lines.append(f"- most frequent answers, {name}: {common}")
     lines.append("")
+    lines += sense_lines(faces)
     per_face = faces.get("per_face") or []
     if 0 < len(per_face) <= PER_FACE_ROWS:
         names = [n for n in faces["rankings"]]
-        rows = [[f["face"]] + [_top3(f.get(n) or []) for n in names] for f in per_face]
+        labelled = any("traits" in f for f in per_face)
+        rows = [[f["face"]] + ([" ".join(f.get("traits", [])) or MISSING] if labelled else [])
+                + [_top3(f.get(n) or []) for n in names] for f in per_face]
         lines += ["Top-3 per face (score 0..1):", ""]
-        lines += table(["face"] + [_ranking_name(n, faces) for n in names], rows, [False] * (1 + len(names))) + [""]
+        lines += table(["face"] + (["traits"] if labelled else []) + [_ranking_name(n, faces) for n in names], rows,
+                       [False] * (1 + labelled + len(names))) + [""]
     lines += [f"- note: {n}" for n in faces.get("notes", [])]
     return lines + ([""] if faces.get("notes") else [])
+
+
+def sense_lines(faces: dict[str, Any]) -> list[str]:
+    """Do visible traits pull toward the characters that have them (``benchmarks.sense``)?"""
+    sense = faces.get("sense")
+    if not sense:
+        return []
+    lines = ["### Sense: visible traits and the characters that have them", "",
+             f"{sense['labelled_faces']} faces labelled ({sense['source']}). \"with\": share of the faces with the "
+             "trait whose top-3 holds a character with it; \"without\": the same share for the labelled faces "
+             "without the trait (chance); lift: with / without.", ""]
+    rows = []
+    for ranking, traits in sense["rankings"].items():
+        for r in traits:
+            rows.append([_ranking_name(ranking, faces), r["trait"], f"{r['faces_with']} / {r['faces_without']}",
+                         _percent(r["with"]), _percent(r["without"]),
+                         MISSING if r["lift"] is None else f"{r['lift']:.2f}"])
+    if not rows:
+        return lines + ["No labelled face has a trait.", ""]
+    return lines + table(["ranking", "trait", "faces with / without", "with", "without", "lift"], rows,
+                         [False, False, True, True, True, True]) + [""]
 
 
 def weakest_classes(report: dict[str, Any]) -> list[str]:

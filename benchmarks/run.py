@@ -63,13 +63,16 @@ class BenchmarkConfig:
     faces: Path | None = None  # folder of face photos; None: scikit-image's faces
     faces_only: bool = False  # measure real faces only: no accuracy, latency or pipeline
     faces_variant: str = DEFAULT_VARIANT
+    face_traits: Path | None = None  # the people's traits; None: traits.csv in the faces folder, if any
+    character_traits: Path | None = None  # the characters' traits; None: character_traits.csv beside the models
     plots: bool = True
     show_progress: bool = True
     command: str = ""
 
     def faces_config(self) -> FacesConfig:
         return FacesConfig(self.models_dir, self.faces, self.faces_variant, self.detector,
-                           threads=all_cores(), show_progress=self.show_progress)
+                           threads=all_cores(), show_progress=self.show_progress,
+                           face_traits=self.face_traits, character_traits=self.character_traits)
 
 
 @dataclass

@@ -14,7 +14,7 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
 REPORT_NAME = "conversion_report.json"
 # What make train writes that the device or the benchmarks use (the manifest lists them too).
-TRAIN_ARTIFACTS = ("lookalike.keras", "model_card.json", "labels.txt", "gallery.npz")
+TRAIN_ARTIFACTS = ("lookalike.keras", "model_card.json", "labels.txt", "gallery.npz", "character_traits.csv")
 CHARACTERS_DIR = "characters"
 
 

@@ -183,6 +183,7 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 
 def test_train_command_writes_every_artifact(tmp_path):
     data = make_dataset(tmp_path / "d", per_class=5)
+    (data / "traits.csv").write_text("character,traits\nowl,glasses older\n")
     models = tmp_path / "models"
     result = run_train("--data", str(data), "--val-split", "0.4", "--models", str(models), "--weights", "random",
                        "--size", "32", "--epochs", "2", "--augment-copies", "1")
@@ -204,6 +205,20 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert gallery["face_mean"].shape == (card["contract"]["embedding_dim"],)
     assert float(gallery["temperature"]) > 0
     assert card["face_domain"]["faces"] >= 100
+    # The characters' traits travel with the model, for the benchmark's sense measurement.
+    assert card["character_traits"] == "character_traits.csv"
+    assert (models / "character_traits.csv").read_text() == "character,traits\nowl,glasses older\n"
+
+
+def test_a_traits_table_for_other_characters_stops_training_before_it_starts(tmp_path):
+    data = make_dataset(tmp_path / "d", per_class=5)
+    (data / "traits.csv").write_text("character,traits\nunicorn,hat\n")
+    result = run_train("--data", str(data), "--val-split", "0.4", "--models", str(tmp_path / "m"), "--weights", "random",
+                       "--size", "32", "--epochs", "2")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "'unicorn' is not one of the model's characters" in lines[0]
+    assert not (tmp_path / "m" / "lookalike.keras").exists()
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,8 @@ import numpy as np
 
 from edge.contract import InputContract, read_rgb
 from train.augment import AugmentConfig, augment_batch
-from train.data import Dataset, load_dataset, load_images
+from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits, write_character_traits
+from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
 
 MODEL_FILE = "lookalike.keras"
@@ -306,6 +307,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         dataset = _subsample(dataset, config.max_per_class, config.seed)
     contract = InputContract(labels=dataset.labels, input_size=config.input_size)
     log(f"data: {len(dataset.train)} training and {len(dataset.val)} validation images, {contract.num_classes} classes")
+    traits = character_traits(dataset)
 
     x_train = load_images(dataset.train.files, contract)
     x_val = load_images(dataset.val.files, contract)
@@ -361,14 +363,32 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         plot_history(history, staging / "training_curves.png")
         plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")
         write_characters(dataset, staging / "characters")
+        if traits is not None:
+            write_character_traits(traits, staging / CHARACTER_TRAITS_FILE)
         card = _model_card(config, weights, dataset, contract, metrics, target, separate_val, time.time() - started)
         card["face_domain"] = face_domain
+        card["character_traits"] = CHARACTER_TRAITS_FILE if traits is not None else None
         (staging / "model_card.json").write_text(json.dumps(card, indent=1))
         publish(staging, models_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote {models_dir / MODEL_FILE} and its model card in {time.time() - started:.0f} s")
     return card
+
+
+def character_traits(dataset: Dataset) -> dict[str, frozenset[str]] | None:
+    """The characters' visible traits from ``traits.csv`` in a training folder or the folder above
+    it (see ``edge.traits``), or None when there is none. A table that names characters the data
+    does not have stops training before it starts."""
+    for root in dataset.train_roots:
+        for folder in (Path(root), Path(root).parent):
+            path = folder / "traits.csv"
+            if path.is_file():
+                try:
+                    return read_character_traits(path, dataset.labels)
+                except TraitsError as exc:
+                    raise DatasetError(str(exc)) from exc
+    return None
 
 
 def face_calibration(config: TrainConfig, contract: InputContract, model) -> dict[str, Any]:
