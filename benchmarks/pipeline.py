@@ -164,4 +164,34 @@ def measure_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "frames_with_faces": summary.frames_with_faces,
         "dropped_frames": summary.dropped,
         "stages_ms": stage_summary(frames),
+        "answers": answer_changes(frames),
+    }
+
+
+def answer_changes(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """Does the shown answer flicker? For each followed face (track), how often its top-1 answer
+    differs from the one shown on its previous frame, and how many answers were shown in all."""
+    shown: dict[Any, list[str]] = {}
+    for record in frames:
+        for face in record.get("faces") or []:
+            if not face.get("top"):
+                continue
+            shown.setdefault(face.get("track"), []).append(face["top"][0]["label"])
+
+    def changes(sequences: dict[Any, list[str]]) -> tuple[int, int]:
+        steps = sum(max(0, len(seq) - 1) for seq in sequences.values())
+        changed = sum(sum(1 for a, b in zip(seq, seq[1:]) if a != b) for seq in sequences.values())
+        return changed, steps
+
+    changed, steps = changes(shown)
+    labels = [label for seq in shown.values() for label in seq]
+    most = max(set(labels), key=labels.count) if labels else None
+    return {
+        "tracks": len(shown),
+        "face_frames": len(labels),
+        "changes": changed,
+        "changes_per_100_frames": 100.0 * changed / steps if steps else None,
+        "distinct": len(set(labels)),
+        "most_shown": most,
+        "most_shown_share": labels.count(most) / len(labels) if labels else None,
     }

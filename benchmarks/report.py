@@ -196,6 +196,13 @@ def pipeline_section(report: dict[str, Any]) -> list[str]:
     lines += table(["stage", "ms per frame", "share", "runs on", "p50 ms when run", "p90 ms when run"], rows,
                    [False, True, True, True, True, True])
     lines += ["", "Headless (no window), so nothing is drawn; a stage that never ran is not listed."]
+    answers = pipeline.get("answers")
+    if answers and answers.get("face_frames"):
+        per_100 = answers["changes_per_100_frames"]
+        lines += ["", f"Flicker: the shown answer changed {answers['changes']} times in {answers['face_frames']} frames "
+                      f"with a face ({MISSING if per_100 is None else f'{per_100:.1f}'} per 100 frames, "
+                      f"{answers['tracks']} face track(s)); {answers['distinct']} different answers were shown, "
+                      f"{answers['most_shown']} on {_percent(answers['most_shown_share'])} of them."]
     return lines + [""]
 
 

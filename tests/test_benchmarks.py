@@ -22,7 +22,7 @@ from benchmarks.cli import main
 from benchmarks.compare import find_regressions
 from benchmarks.dataset import files_from_card, files_from_folder, load_images
 from benchmarks.latency import summarize
-from benchmarks.pipeline import stage_summary
+from benchmarks.pipeline import answer_changes, stage_summary
 from benchmarks.progress import Progress
 from benchmarks.report import table
 from cli_checks import assert_one_line_error, run_cli
@@ -111,6 +111,24 @@ def test_report_json_has_machine_goals_and_the_pipeline(full_run):
     assert "skipped" not in pipeline, pipeline.get("skipped")
     assert pipeline["frames"] == 12 and pipeline["fps"] > 0 and pipeline["frame_size"] == "640x480"
     assert {"read", "total"} <= set(pipeline["stages_ms"])
+    answers = pipeline["answers"]
+    assert answers["tracks"] >= 1 and 0 < answers["face_frames"] <= 12
+    assert 0 <= answers["changes"] < answers["face_frames"] and answers["distinct"] >= 1
+    assert "Flicker: the shown answer changed" in (full_run["out"] / "benchmark.md").read_text()
+
+
+def test_flicker_counts_changes_of_the_shown_answer_per_face():
+    def frame(*faces):
+        return {"faces": [{"track": track, "top": [{"label": label, "score": 0.5}]} for track, label in faces]}
+
+    frames = [frame((1, "elf"), (2, "cook")), frame((1, "elf"), (2, "cook")), frame((1, "owl")),
+              frame((1, "elf"), (2, "elf")), frame()]
+    answers = answer_changes(frames)
+    # Face 1: elf elf owl elf (2 changes in 3 steps); face 2: cook cook elf (1 change in 2 steps).
+    assert answers["tracks"] == 2 and answers["face_frames"] == 7 and answers["changes"] == 3
+    assert answers["changes_per_100_frames"] == pytest.approx(60.0)
+    assert answers["distinct"] == 3 and answers["most_shown"] == "elf" and answers["most_shown_share"] == pytest.approx(4 / 7)
+    assert answer_changes([frame(), frame()])["changes_per_100_frames"] is None
 
 
 def test_markdown_has_a_table_row_per_variant_and_the_plots_exist(full_run):
