@@ -83,7 +83,10 @@ class FaceDomain:
     shipped: np.ndarray  # (D,) the training-time face mean
     prior: float = 10.0  # the shipped mean weighs as much as this many observed faces
     memory: int = 500  # past this many faces the mean becomes a moving average (keeps adapting)
-    same_person: float = 0.85  # centred cosine similarity above which a face is someone already observed
+    # Centred cosine similarity above which a face is someone already observed. Measured with the int8
+    # model on 66 real faces: the same face shifted by 6%, reframed 20% larger or in 20% more or less
+    # light stays above 0.75 in 90% of cases; two different people reach it in 0.1% of pairs.
+    same_person: float = 0.75
     recent: int = 16  # how many of the last observed faces are checked for "already observed"
     mean: np.ndarray = field(init=False)
     count: int = field(init=False, default=0)
