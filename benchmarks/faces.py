@@ -35,7 +35,7 @@ from benchmarks.progress import Progress
 from benchmarks.sense import FACE_TRAITS_FILE, label_faces, read_face_traits, sense_section
 from edge.contract import InputContract, crop_face, read_rgb
 from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_detector, scale_boxes
-from edge.matcher import LookalikeMatcher, MatchScores
+from edge.matcher import LookalikeMatcher, top_k
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
@@ -331,8 +331,7 @@ def _top1(labels: tuple[str, ...], vector: np.ndarray) -> str:
 
 
 def _ranked(labels: tuple[str, ...], vector: np.ndarray) -> list[dict[str, Any]]:
-    order = np.argsort(-vector, kind="stable")[:TOP_K]
-    return [{"label": labels[i], "score": float(np.clip(vector[i], 0.0, 1.0))} for i in order]
+    return [{"label": r.label, "score": r.score} for r in top_k(labels, vector, TOP_K)]
 
 
 def measure_faces(face_set: FaceSet, model: LookalikeModel, matcher: LookalikeMatcher,

@@ -90,6 +90,7 @@ def trait_hits(top: Sequence[Sequence[str]], face_traits: Sequence[frozenset[str
     """Per trait: how often a matching character is in the top-k of faces with and without it."""
     rows = []
     labelled = [i for i, t in enumerate(face_traits) if t is not None]
+    depth = max((len(t) for t in top), default=0)  # the k of the top-k
     for trait in TRAITS:
         matching = characters_matching(trait, characters)
         with_trait = [i for i in labelled if trait in face_traits[i]]
@@ -102,7 +103,7 @@ def trait_hits(top: Sequence[Sequence[str]], face_traits: Sequence[frozenset[str
                 return None
             return sum(1 for i in faces if set(top[i][:depth]) & matching) / len(faces)
 
-        hit, chance = share(with_trait, len(top[0]) if top else 0), share(without, len(top[0]) if top else 0)
+        hit, chance = share(with_trait, depth), share(without, depth)
         rows.append({
             "trait": trait,
             "characters": sorted(matching),

@@ -20,7 +20,7 @@ the matcher adapts it at run time (``FaceDomain``): each new person seen pulls t
 embedding, one observation per person (the pipeline observes a face once, when it is first
 classified, and a face that matches one of the last people observed is not counted again, so one
 user in front of the camera all day does not become the mean). The shipped mean counts as
-``FaceDomain.prior`` faces, so the first people move it little.
+``FaceDomain.prior`` faces: after a few dozen people the camera's own faces decide.
 
 Scores are full vectors (one value per class) so that they can be averaged over frames before
 ranking; ``rank`` turns them into (label, score 0..1) lists.
@@ -114,11 +114,6 @@ class FaceDomain:
         self.mean = ((1.0 - weight) * self.mean + weight * unit).astype(np.float32)
         self._recent = (self._recent + [unit])[-self.recent:]
         return True
-
-    def reset(self) -> None:
-        self.mean = self.shipped.copy()
-        self.count = 0
-        self._recent = []
 
 
 @dataclass
@@ -230,10 +225,10 @@ class LookalikeMatcher:
         return MatchScores(np.asarray(prediction.probabilities, dtype=np.float32), gallery)
 
     def rank(self, scores: MatchScores, k: int = 3) -> Lookalike:
-        classifier = _top_k(self.labels, scores.classifier, k)
+        classifier = top_k(self.labels, scores.classifier, k)
         gallery = []
         if self.gallery is not None and scores.gallery is not None:
-            gallery = _top_k(self.gallery.labels, scores.gallery, k)
+            gallery = top_k(self.gallery.labels, scores.gallery, k)
         if self.primary == "gallery" and gallery:
             return Lookalike(gallery, classifier, gallery, "gallery")
         return Lookalike(classifier, classifier, gallery, "classifier")
@@ -320,7 +315,7 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
-def _top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int) -> list[Ranked]:
+def top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int) -> list[Ranked]:
     if scores is None:
         return []
     order = np.argsort(-scores, kind="stable")[:k]
