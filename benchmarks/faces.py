@@ -38,8 +38,8 @@ from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_d
 from edge.matcher import LookalikeMatcher, top_k
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
-from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 from edge.sources import IMAGE_SUFFIXES
+from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 
 DEFAULT_VARIANT = "int8"  # what the device runs
 LFW_FACES = 100  # skimage.data.lfw_subset(): the first 100 of its 200 crops are faces

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from edge.contract import InputContract, read_rgb
-from train.augment import AugmentConfig, augment_batch
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits, write_character_traits
+from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
 
