@@ -23,6 +23,14 @@ SIZE ?=
 SHARED_REFERENCE := $(wildcard ../shared/anchors/tf2_mobilenet_v2_1.0_224_ptq.tflite)
 REFERENCE ?= $(SHARED_REFERENCE)
 COMPARE ?=
+# Faces labelled in CelebA's format (the face-trait head, the match's trait weights, the trait checks):
+# FACES=path, else this workplace's ../shared/datasets/celeba-dev when present, else none.
+SHARED_FACES := $(patsubst %/list_attr_celeba.txt,%,$(wildcard ../shared/datasets/celeba-dev/list_attr_celeba.txt))
+FACES ?= $(SHARED_FACES)
+# The YuNet detector frames faces for the trait head besides Haar: TRAITS_DETECTOR=path, else DETECTOR,
+# else this workplace's ../shared/models copy when present.
+SHARED_DETECTOR := $(firstword $(wildcard ../shared/models/face_detection_yunet_*.onnx))
+TRAITS_DETECTOR ?= $(or $(DETECTOR),$(SHARED_DETECTOR))
 SOURCE ?= 0
 DETECTOR ?=
 FACE ?=
@@ -33,7 +41,7 @@ train_args = --models $(MODELS) $(if $(DATA),--data $(DATA)) $(if $(VAL),--val $
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(SIZE),--size $(SIZE))
 
-.PHONY: setup train convert benchmark camera card demo test test-fast test-edge clean
+.PHONY: setup train convert benchmark camera card demo test test-fast test-edge clean traits tune-match
 
 setup: $(VENV)/.installed
 
@@ -53,11 +61,27 @@ train: setup
 	$(BIN)/python -m train $(train_args) $(ARGS)
 
 convert: setup
-	$(BIN)/python -m convert --models $(MODELS) $(ARGS)
+	$(BIN)/python -m convert --models $(MODELS) $(if $(FACES),--faces $(FACES)) $(ARGS)
 
 benchmark: setup
 	$(BIN)/python -m benchmarks --models $(MODELS) --out $(REPORTS) $(if $(REFERENCE),--reference $(REFERENCE)) \
-		$(if $(COMPARE),--compare $(COMPARE)) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
+		$(if $(COMPARE),--compare $(COMPARE)) $(if $(DETECTOR),--detector $(DETECTOR)) \
+		$(if $(FACES),--labelled-faces $(FACES)) $(ARGS)
+
+# Rebuild the face-trait head from labelled faces (data/face-traits/trait_head.npz), then the model
+# with it, then tune the match's trait weights on the faces' validation split (data/face-traits/match.json).
+traits: setup
+	@test -n "$(FACES)" || { echo "error: make traits needs FACES=path/to/labelled/faces (CelebA's format)" >&2; exit 2; }
+	$(BIN)/python -m train.traits --faces $(FACES) $(if $(WEIGHTS),--weights $(WEIGHTS)) \
+		$(if $(TRAITS_DETECTOR),--detector $(TRAITS_DETECTOR))
+	$(BIN)/python -m train $(train_args)
+	$(BIN)/python -m convert --models $(MODELS) --faces $(FACES)
+	$(BIN)/python -m train.match --faces $(FACES) --models $(MODELS)
+
+# Only the last step: tune the trait weights for the model in $(MODELS).
+tune-match: setup
+	@test -n "$(FACES)" || { echo "error: make tune-match needs FACES=path/to/labelled/faces (CelebA's format)" >&2; exit 2; }
+	$(BIN)/python -m train.match --faces $(FACES) --models $(MODELS)
 
 camera: setup
 	$(BIN)/python -m edge --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)

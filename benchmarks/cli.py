@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--faces", type=Path, default=None, metavar="DIR",
                         help="folder of face photos for the real-faces section, every detected face one sample "
                              "[default: scikit-image's 100 LFW faces and astronaut]")
+    parser.add_argument("--labelled-faces", type=Path, default=None, metavar="DIR",
+                        help="faces labelled in CelebA's format (list_attr_celeba.txt): the trait head's AUC, the "
+                             "sense of the answers per trait, variety, stability and the gender of the picture "
+                             "shown, on the test split; a --faces folder in this format is taken as this")
+    parser.add_argument("--max-labelled", type=_positive_int, default=None,
+                        help="at most this many labelled test faces")
     parser.add_argument("--faces-only", action="store_true",
                         help="measure the real faces only (no accuracy, latency or pipeline): seconds, not minutes")
     parser.add_argument("--variant", choices=VARIANTS, default=DEFAULT_VARIANT, help="the model the real faces run through")
@@ -97,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-plots", action="store_true", help="skip the Matplotlib figures")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     return parser
+
+
+def labelled_folder(folder: Path | None) -> bool:
+    from edge.face_traits import is_labelled_folder
+
+    return folder is not None and is_labelled_folder(folder)
 
 
 def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchmarkConfig:
@@ -115,7 +127,9 @@ def config_from_args(args: argparse.Namespace, argv: list[str]) -> BenchmarkConf
         pipeline_frames=args.pipeline_frames,
         detector=args.detector,
         face=args.face,
-        faces=args.faces,
+        faces=None if labelled_folder(args.faces) else args.faces,
+        labelled_faces=args.labelled_faces or (args.faces if labelled_folder(args.faces) else None),
+        max_labelled=args.max_labelled,
         faces_only=args.faces_only,
         faces_variant=args.variant,
         face_traits=args.face_traits,

@@ -306,6 +306,67 @@ def sense_lines(faces: dict[str, Any]) -> list[str]:
                          [False, False, True, True, True, True]) + [""]
 
 
+def labelled_faces_section(report: dict[str, Any]) -> list[str]:
+    """Labelled faces (CelebA's format), test split: the trait head, the sense of the answers, gender."""
+    block = report.get("labelled_faces")
+    if not block:
+        return []
+    shown = block.get("with_traits") or block["without_traits"]
+    lines = ["## Labelled faces: do visible traits pull the answer?", "",
+             f"{shown['faces']} faces of the **test** split of `{block['source']}` ({block['rule']}; "
+             f"{shown['missed']} pictures without a detected face), through `{block['model']}` with mirror averaging "
+             f"and the device's matcher (face mean adapting as the faces arrive), detector {block['detector']}. "
+             "Nothing here was trained or tuned on: the trait head is trained on the train split, the match's "
+             "trait weights are tuned on the validation split.", ""]
+    aucs = block.get("trait_auc") or {}
+    lines += ["Trait head, ROC AUC (int8 through the device path): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items()) + ".", ""]
+    rows = []
+    for trait, with_traits in (shown["sense"]).items():
+        plain = block["without_traits"]["sense"][trait]
+
+        def cell(r):
+            if r["with"] is None:
+                return MISSING
+            lift = MISSING if r["lift"] is None else f"{r['lift']:.1f}"
+            return f"{_percent(r['with'])} / {_percent(r['without'])} ({lift})"
+
+        majority = shown["sense_by_character"][trait]
+        rows.append([trait, str(with_traits["faces_with"]), str(with_traits["characters"]),
+                     cell(with_traits) if block.get("with_traits") else MISSING, cell(majority), cell(plain)])
+    lines += ["Per trait: share of people **with** it whose top-3 holds a character with it / the same for people "
+              "without it (lift = the ratio), judged by the picture shown for each of the three characters (a "
+              "character's pictures differ: a man and a woman, a blond-haired one); beside it the same judged by "
+              "the character's majority traits (`character_traits.csv`). Goals: lift >= 2 for 5 of glasses, hat, "
+              "bald, white_hair, blond_hair, goatee, mustache; with >= 60% for glasses, bald, white_hair, "
+              "blond_hair, beard.", ""]
+    lines += table(["trait", "people with it", "characters with it (some picture)", "with traits (shown)",
+                    "with traits, by majority", "without traits"], rows,
+                   [False, True, True, True, True, True]) + [""]
+    summary_rows = []
+    for name in ("with_traits", "without_traits"):
+        r = block.get(name)
+        if not r:
+            continue
+        v, g, goal = r["variety"], r["gender"], r["goals"]
+        summary_rows.append([name.replace("_", " "), f"{_percent(v['most_frequent_share'])} {v['most_frequent']}",
+                             f"{v['distinct']} of {v['characters']}",
+                             MISSING if g["match"] is None else f"{_percent(g['match'])} of {g['gendered']}",
+                             f"{len(goal['lift_traits'])} of 7", f"{len(goal['rate_traits'])} of 5"])
+    lines += table(["ranking", "most frequent top-1", "characters", "picture gender right", "lift >= 2", "with >= 60%"],
+                   summary_rows, [False, True, True, True, True, True]) + [""]
+    stab = block.get("stability") or {}
+    if stab.get("mean") is not None:
+        lines += [f"Stability (first {stab['faces']} faces, top-1 unchanged, with traits): flip {_percent(stab['flip'])}, "
+                  f"brighter {_percent(stab['brighter'])}, darker {_percent(stab['darker'])}, jitter "
+                  f"{_percent(stab['jitter'])}; mean {_percent(stab['mean'])} (goal 85%).", ""]
+    if block.get("weights"):
+        lines += ["Trait weights (tuned on the validation split): "
+                  + ", ".join(f"{k} {v:g}" for k, v in block["weights"].items()) + ".", ""]
+    lines += [f"- note: {n}" for n in block.get("notes", [])]
+    return lines
+
+
 def weakest_classes(report: dict[str, Any]) -> list[str]:
     rows = {r["name"]: r for r in report["variants"] if r.get("per_class")}
     name = "int8" if "int8" in rows else next(iter(rows), None)
@@ -347,7 +408,7 @@ def render_faces_only(report: dict[str, Any]) -> list[str]:
         f"Measured {report['created']} on {describe(report['machine'])} (`--faces-only`: "
         "no accuracy, latency or pipeline).",
         "",
-    ] + real_faces_section(report) + plots_section(report)
+    ] + real_faces_section(report) + labelled_faces_section(report) + plots_section(report)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -383,6 +444,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     lines += pipeline_section(report)
     lines += real_faces_section(report)
+    lines += labelled_faces_section(report)
     lines += comparison_section(report)
     lines += plots_section(report)
     notes = report.get("notes") or []

@@ -61,6 +61,8 @@ class BenchmarkConfig:
     detector: str | None = None  # face detector of the pipeline and the real faces; None: edge's default
     face: Path | None = None  # photo for the pipeline's test video; None: scikit-image's astronaut
     faces: Path | None = None  # folder of face photos; None: scikit-image's faces
+    labelled_faces: Path | None = None  # faces labelled in CelebA's format: traits, sense, gender (test split)
+    max_labelled: int | None = None  # at most this many of their test faces
     faces_only: bool = False  # measure real faces only: no accuracy, latency or pipeline
     faces_variant: str = DEFAULT_VARIANT
     face_traits: Path | None = None  # the people's traits; None: traits.csv in the faces folder, if any
@@ -94,6 +96,13 @@ def check_inputs(config: BenchmarkConfig) -> Inputs:
         raise BenchmarkError(f"--warmup must be 0 or more, got {config.warmup}")
     models = find_models(config.models_dir, config.reference)
     check_faces_inputs(config.faces_config())
+    if config.labelled_faces is not None:
+        from edge.face_traits import FaceTraitsError, read_labelled_faces
+
+        try:
+            read_labelled_faces(config.labelled_faces)
+        except FaceTraitsError as exc:
+            raise BenchmarkError(str(exc)) from exc
     if config.faces_only:
         if config.compare is not None:
             raise BenchmarkError("--compare compares model measurements, which --faces-only skips: drop one of them")
@@ -278,6 +287,16 @@ def busy_machine_note(before: float | None, after: float | None, cores: int) -> 
     )
 
 
+def measure_labelled_faces(config: BenchmarkConfig) -> dict[str, Any] | None:
+    if config.labelled_faces is None:
+        return None
+    from benchmarks.labelled import labelled_section
+
+    say("labelled faces (test split) ...", config.show_progress)
+    return labelled_section(config.models_dir, config.labelled_faces, config.faces_variant, config.detector,
+                            all_cores(), config.max_labelled, config.show_progress)
+
+
 def measure_real_faces(config: BenchmarkConfig) -> dict[str, Any]:
     say("real faces ...", config.show_progress)
     faces = faces_section(config.faces_config())
@@ -302,6 +321,7 @@ def faces_only_report(config: BenchmarkConfig, inputs: Inputs) -> dict[str, Any]
         "goals": [],
         "pipeline": {"skipped": "--faces-only"},
         "faces": faces,
+        "labelled_faces": measure_labelled_faces(config),
         "notes": inputs.notes + ["accuracy, latency, memory and the camera pipeline were not measured (--faces-only)"],
     }
 
@@ -366,6 +386,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         "goals": goals(measured.latency),
         "pipeline": pipeline,
         "faces": faces,
+        "labelled_faces": measure_labelled_faces(config),
         "notes": inputs.notes,
     }
     if inputs.old_report is not None:

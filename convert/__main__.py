@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-val", type=int, default=None, help="check on at most this many validation images, class-balanced (None: all)")
     parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads during the check")
     parser.add_argument("--seed", type=int, default=1234, help="seed for choosing the representative images")
+    parser.add_argument("--faces", type=Path, default=None,
+                        help="labelled face folder (CelebA's format): check every variant's traits output against "
+                             "Keras on its test split (per-trait AUC and agreement)")
+    parser.add_argument("--max-faces", type=int, default=300, help="labelled test faces the traits are checked on")
     return parser
 
 
@@ -88,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         max_val=args.max_val,
         int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers),
         seed=args.seed,
+        faces_dir=args.faces,
+        max_faces=args.max_faces,
     )
     try:
         result = run(config)

@@ -78,8 +78,7 @@ def export_saved_model(model, contract: InputContract, directory: Path) -> Path:
     archive.track(model)
 
     def serve(image):
-        probabilities, embedding = model(image, training=False)
-        return {"probabilities": probabilities, "embedding": embedding}
+        return dict(zip(contract.outputs, model(image, training=False)))
 
     archive.add_endpoint(
         SIGNATURE_KEY, serve, input_signature=[tf.TensorSpec((1, size, size, 3), tf.float32, name=INPUT_NAME)]
@@ -272,12 +271,14 @@ def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
 
 
 def head_outputs(ops: list[dict], interpreter) -> list[int]:
-    """Output tensors of the global average pooling and every op that depends on it."""
+    """Output tensors of the global average pooling and every op that depends on it, and likewise
+    for the trait head's grid pooling (its logistic units on 2,304 features stay float too)."""
     shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
     pools = [o for o in ops if o["op_name"] == "MEAN" and len(shapes[o["inputs"][0]]) == 4 and len(shapes[o["outputs"][0]]) == 2]
     if not pools:
         raise ConvertError("int8 recipe: no global average pooling found to keep the head float after; use --int8-mode full")
-    downstream = set(pools[-1]["outputs"])
+    grids = [o for o in ops if o["op_name"] == "AVERAGE_POOL_2D"]
+    downstream = set(pools[-1]["outputs"]) | {t for o in grids for t in o["outputs"]}
     for op in ops:  # ops are listed in execution order, so one pass collects every descendant
         if any(i in downstream for i in op["inputs"]):
             downstream.update(op["outputs"])
@@ -309,7 +310,7 @@ def inspect_tflite(model_bytes: bytes, contract: InputContract) -> TFLiteLayout:
     interpreter = cls(model_content=model_bytes)
     details = interpreter.get_output_details()
     position = {int(d["index"]): i for i, d in enumerate(details)}
-    outputs = outputs_by_signature(interpreter, position) or _outputs_by_shape(details, contract)
+    outputs = outputs_by_signature(interpreter, position, contract.outputs) or _outputs_by_shape(details, contract)
     input_detail = interpreter.get_input_details()[0]
     dtype = np.dtype(input_detail["dtype"])
     scale, zero_point = input_detail["quantization"]
@@ -339,12 +340,12 @@ def _count_ops(interpreter) -> tuple[int, int]:
     return len(ops), len(integer)
 
 
-def outputs_by_signature(interpreter, position: dict[int, int]) -> dict[str, int] | None:
+def outputs_by_signature(interpreter, position: dict[int, int], names=OUTPUT_NAMES) -> dict[str, int] | None:
     """The serving signature names each output tensor; map the names to output positions."""
     try:
         signatures = interpreter._get_full_signature_list()  # public get_signature_list() omits indices
         named = signatures[SIGNATURE_KEY]["outputs"]
-        return {name: position[int(named[name])] for name in OUTPUT_NAMES}
+        return {name: position[int(named[name])] for name in names}
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
@@ -352,7 +353,7 @@ def outputs_by_signature(interpreter, position: dict[int, int]) -> dict[str, int
 def _outputs_by_shape(details: list[dict], contract: InputContract) -> dict[str, int]:
     """Fallback: probabilities have C values, the embedding D (they differ for any real model)."""
     widths = [int(d["shape"][-1]) for d in details]
-    if len(details) != 2 or contract.num_classes == contract.embedding_dim:
+    if len(details) != 2 or contract.has_traits or contract.num_classes == contract.embedding_dim:
         raise ConvertError(f"cannot tell the converted model's outputs apart (widths {widths})")
     try:
         return {

@@ -42,6 +42,8 @@ class ConvertConfig:
     seed: int = 1234
     max_val: int | None = None  # cap on validation images (tests); None = all
     int8_recipe: export.Int8Recipe = export.Int8Recipe()
+    faces_dir: Path | None = None  # labelled faces (CelebA's format): traits checked on their test split
+    max_faces: int = 300
 
 
 @dataclass
@@ -81,6 +83,55 @@ def check_config(config: ConvertConfig) -> None:
         raise ConvertError(f"--max-val must be at least 1, got {config.max_val}")
     if not 0.0 <= config.min_agreement <= 1.0:
         raise ConvertError(f"--min-agreement must be between 0 and 1, got {config.min_agreement}")
+    if config.max_faces < 1:
+        raise ConvertError(f"--max-faces must be at least 1, got {config.max_faces}")
+    if config.faces_dir is not None:
+        from edge.face_traits import FaceTraitsError, read_labelled_faces
+
+        try:
+            read_labelled_faces(config.faces_dir)
+        except FaceTraitsError as exc:
+            raise ConvertError(str(exc)) from exc
+
+
+def labelled_face_crops(config: ConvertConfig, contract) -> tuple[np.ndarray, np.ndarray] | None:
+    """Face crops of the labelled test split (the device's Haar detector) and their trait labels."""
+    if config.faces_dir is None or not contract.has_traits:
+        return None
+    from edge.face_traits import LabelledFaces, face_crops, read_labelled_faces
+    from edge.faces import HaarFaceDetector
+
+    faces = read_labelled_faces(config.faces_dir).subset("test")
+    faces = LabelledFaces(faces.folder, faces.files[: config.max_faces], faces.labels[: config.max_faces])
+    crops, rows = face_crops(faces, [HaarFaceDetector()], contract, say)
+    return crops, faces.labels[rows]
+
+
+def trait_check(model, staging: Path, config: ConvertConfig, contract, checks) -> dict[str, Any] | None:
+    """Per-trait ROC AUC of Keras and of every variant on labelled faces, and each variant's trait
+    decisions against Keras' (agreement at the contract's thresholds)."""
+    from edge.face_traits import FACE_TRAITS, roc_auc
+
+    found = labelled_face_crops(config, contract)
+    if found is None:
+        return None
+    crops, labels = found
+    say(f"checking the traits on {len(crops)} labelled test faces ...")
+    reference = verify.keras_outputs(model, crops)
+
+    def aucs(traits: np.ndarray) -> dict[str, float]:
+        return {name: round(roc_auc(labels[:, FACE_TRAITS.index(name)], traits[:, t]), 4)
+                for t, name in enumerate(contract.traits)}
+
+    result = {"faces": len(crops), "source": str(config.faces_dir), "split": "test", "keras_auc": aucs(reference.traits),
+              "variants": {}}
+    for check in checks:
+        outputs = verify.tflite_outputs(staging / check.file, crops, config.num_threads)
+        same, diff = verify.trait_agreement(outputs, reference, contract.trait_thresholds)
+        check.trait_agreement, check.trait_max_abs_diff = same, diff
+        result["variants"][check.variant] = {"auc": aucs(outputs.traits), "agreement": same, "max_abs_diff": diff}
+        say(f"  {check.variant}: trait agreement {same:.1%}, AUC " + ", ".join(f"{k} {v:.3f}" for k, v in result["variants"][check.variant]["auc"].items()))
+    return result
 
 
 def quantization_summary(variant: str, layout: export.TFLiteLayout, recipe: export.Int8Recipe) -> dict[str, Any]:
@@ -219,7 +270,8 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
     for variant in config.variants:
         path = staging / f"lookalike_{variant}.tflite"
         outputs = verify.tflite_outputs(path, val_images, config.num_threads)
-        check = verify.compare(variant, path, outputs, reference, targets, limits[variant], gallery)
+        check = verify.compare(variant, path, outputs, reference, targets, limits[variant], gallery,
+                               source.contract.trait_thresholds)
         say(f"  {variant}: top-1 {check.top1:.1%}, agreement {check.agreement:.1%}")
         checks.append(check)
     return keras_row, checks
@@ -270,6 +322,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
         timings = convert_variants(config, source, model, data.representative, staging)
         start = time.perf_counter()
         keras_row, checks = verify_variants(config, source, model, data.validation, data.targets, staging)
+        traits = trait_check(model, staging, config, source.contract, checks)
         timings["verify"] = time.perf_counter() - start
         passed = all(check.passed for check in checks)
         publishing = passed or not config.strict
@@ -279,6 +332,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
         report = build_report(
             config, source, keras_row, checks, data.representative_info, data.validation_info, timings, publishing
         )
+        report["traits"] = traits
         files.atomic_write_json(models_dir / files.REPORT_NAME, report)
         if publishing:
             files.write_manifest(models_dir)

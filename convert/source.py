@@ -105,9 +105,15 @@ def check_model_matches(model, source: SourceModel) -> None:
         raise ConvertError(
             f"{source.keras_path} takes input {input_shape}, the model card says {size}x{size}x3: run 'make train' again"
         )
-    if len(model.outputs) != 2:
+    if len(model.outputs) != len(contract.outputs):
         raise ConvertError(
-            f"{source.keras_path} has {len(model.outputs)} outputs, expected 2 (probabilities, embedding): run 'make train' again"
+            f"{source.keras_path} has {len(model.outputs)} outputs, its model card names {len(contract.outputs)} "
+            f"({', '.join(contract.outputs)}): run 'make train' again"
+        )
+    if contract.has_traits and int(model.outputs[2].shape[-1]) != len(contract.traits):
+        raise ConvertError(
+            f"{source.keras_path} reads {int(model.outputs[2].shape[-1])} traits, its model card names "
+            f"{len(contract.traits)}: run 'make train' again"
         )
     classes = int(model.outputs[0].shape[-1])
     if classes != contract.num_classes:

@@ -39,6 +39,7 @@ class Outputs:
     probabilities: np.ndarray  # (N, C) float32
     embeddings: np.ndarray  # (N, D) float32
     seconds_per_image: float
+    traits: np.ndarray | None = None  # (N, T) float32 trait probabilities, when the model reads traits
 
 
 @dataclass
@@ -61,6 +62,10 @@ class VariantCheck:
     ms_per_image: float
     min_agreement: float
     passed: bool
+    # Face traits: share of (image, trait) decisions at the contract's thresholds equal to Keras',
+    # and the largest probability difference (None without a trait output).
+    trait_agreement: float | None = None
+    trait_max_abs_diff: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,14 +74,14 @@ class VariantCheck:
 def keras_outputs(model, images: np.ndarray, batch_size: int = 32) -> Outputs:
     """The Keras model's outputs for uint8 model inputs, in batches (fast on CPU)."""
     start = time.perf_counter()
-    probabilities, embeddings = [], []
+    parts: list[list[np.ndarray]] = [[] for _ in model.outputs]
     for first in range(0, len(images), batch_size):
         # predict_on_batch runs a compiled graph: about twice as fast as calling the model eagerly
-        p, e = model.predict_on_batch(images[first : first + batch_size].astype(np.float32))
-        probabilities.append(np.asarray(p, dtype=np.float32))
-        embeddings.append(np.asarray(e, dtype=np.float32))
+        for part, value in zip(parts, model.predict_on_batch(images[first : first + batch_size].astype(np.float32))):
+            part.append(np.asarray(value, dtype=np.float32))
     seconds = time.perf_counter() - start
-    return Outputs(np.concatenate(probabilities), np.concatenate(embeddings), seconds / max(len(images), 1))
+    arrays = [np.concatenate(part) for part in parts]
+    return Outputs(arrays[0], arrays[1], seconds / max(len(images), 1), arrays[2] if len(arrays) > 2 else None)
 
 
 def noise_agreement(model, images: np.ndarray, reference: Outputs, seed: int = 0) -> float:
@@ -98,15 +103,27 @@ def tflite_outputs(path: Path, images: np.ndarray, num_threads: int = 2, progres
     model.predict(images[0])  # warm-up: first invoke allocates and packs weights
     probabilities = np.empty((len(images), model.contract.num_classes), dtype=np.float32)
     embeddings = np.empty((len(images), model.contract.embedding_dim), dtype=np.float32)
+    traits = np.empty((len(images), len(model.contract.traits)), dtype=np.float32) if model.contract.has_traits else None
     start = time.perf_counter()
     for i, image in enumerate(images):
         prediction = model.predict(image)
         probabilities[i] = prediction.probabilities
         embeddings[i] = prediction.embedding
+        if traits is not None:
+            traits[i] = prediction.traits
         if progress and (i + 1) % 100 == 0:
             progress(i + 1)
     seconds = time.perf_counter() - start
-    return Outputs(probabilities, embeddings, seconds / max(len(images), 1))
+    return Outputs(probabilities, embeddings, seconds / max(len(images), 1), traits)
+
+
+def trait_agreement(outputs: Outputs, reference: Outputs, thresholds) -> tuple[float | None, float | None]:
+    """(share of trait decisions equal to the reference's, largest probability difference)."""
+    if outputs.traits is None or reference.traits is None:
+        return None, None
+    limits = np.asarray(thresholds, dtype=np.float32)
+    same = (outputs.traits >= limits) == (reference.traits >= limits)
+    return float(same.mean()), float(np.abs(outputs.traits - reference.traits).max())
 
 
 def top_k_accuracy(probabilities: np.ndarray, targets: np.ndarray, k: int) -> float:
@@ -137,6 +154,7 @@ def compare(
     targets: np.ndarray,
     min_agreement: float,
     gallery: np.ndarray | None = None,
+    trait_thresholds=(),
 ) -> VariantCheck:
     probs, ref = outputs.probabilities, reference.probabilities
     keras_top1 = np.argmax(ref, axis=1)
@@ -149,6 +167,7 @@ def compare(
         gallery_agreement = float(
             np.mean(nearest_gallery(outputs.embeddings, gallery) == nearest_gallery(reference.embeddings, gallery))
         )
+    traits_same, traits_diff = trait_agreement(outputs, reference, trait_thresholds)
     return VariantCheck(
         variant=variant,
         file=path.name,
@@ -166,6 +185,8 @@ def compare(
         ms_per_image=outputs.seconds_per_image * 1000.0,
         min_agreement=min_agreement,
         passed=agreement >= min_agreement,
+        trait_agreement=traits_same,
+        trait_max_abs_diff=traits_diff,
     )
 
 
@@ -184,6 +205,8 @@ def format_table(keras_row: dict, checks: Sequence[VariantCheck]) -> str:
     )
     for c in checks:
         status = "ok" if c.passed else f"FLAGGED: agreement below {c.min_agreement:.0%}"
+        if c.trait_agreement is not None:
+            status += f"; traits agree {c.trait_agreement:.1%}"
         lines.append(
             f"{c.variant:<9} {format_size(c.size_bytes):>9} {c.top1:>6.1%} {c.top5:>6.1%} {c.agreement:>6.1%} "
             f"{c.ties:>5d} {c.mean_abs_diff:>9.5f} {c.max_abs_diff:>8.4f} {c.embedding_cosine_mean:>7.4f} "

@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.contract import InputContract, crop_face, prepare_image
 from edge.outputs import write_image
-from edge.overlay import FONT, CharacterPictures, display_name
+from edge.overlay import FONT, CharacterPictures, display_name, why_text
 from edge.pipeline import FaceResult
 
 CARD_WIDTH = 720
@@ -29,7 +29,8 @@ def render_card(face: FaceResult, pictures: CharacterPictures, caption: str = ""
     the model's own framing; otherwise the model input itself is enlarged.
     """
     rows = face.lookalike.top
-    height = MARGIN + 40 + PICTURE + 40 + 36 * len(rows) + 30 + MARGIN
+    why = why_text(face.lookalike)
+    height = MARGIN + 40 + PICTURE + 40 + (30 if why else 0) + 36 * len(rows) + 30 + MARGIN
     card = np.full((height, CARD_WIDTH, 3), BACKGROUND, np.uint8)
     best = face.lookalike.best
     title = f"You look like: {display_name(best.label)}" if best else "No lookalike found"
@@ -40,7 +41,7 @@ def render_card(face: FaceResult, pictures: CharacterPictures, caption: str = ""
     you = _face_picture(face, frame, contract)
     if you is not None:
         card[top : top + PICTURE, left_x : left_x + PICTURE] = you
-    character = pictures.picture(best.label, PICTURE) if best else None
+    character = pictures.picture(best.label, PICTURE, best.picture) if best else None
     if character is not None:
         card[top : top + PICTURE, right_x : right_x + PICTURE] = character
     else:
@@ -50,8 +51,10 @@ def render_card(face: FaceResult, pictures: CharacterPictures, caption: str = ""
     _put(card, "you", left_x, top + PICTURE + 26, 0.6)
     if best:
         _put(card, f"{display_name(best.label)} ({best.score:.0%})", right_x, top + PICTURE + 26, 0.6)
-
     y = top + PICTURE + 40
+    if why:
+        _centered(card, f"you both have: {why}", y + 20, 0.6, 1)
+        y += 30
     bar_left, bar_width = MARGIN + 230, CARD_WIDTH - 2 * MARGIN - 230 - 60
     for rank, row in enumerate(rows, start=1):
         _put(card, f"{rank}. {display_name(row.label)}", MARGIN, y + 22, 0.6)

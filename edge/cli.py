@@ -73,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "OpenCV's bundled Haar cascade]")
     parser.add_argument("--full-frame", action="store_true", help="classify the whole picture, no face detection")
     parser.add_argument("--match", choices=METHODS, default="auto",
-                        help="rank by the classifier or the gallery; auto: the gallery once it is calibrated")
+                        help="rank by the classifier or the gallery; auto: the classifier for --full-frame "
+                             "(drawings), else the gallery once it is calibrated")
+    parser.add_argument("--no-traits", action="store_true",
+                        help="match by the face's embedding alone, ignoring the traits the model reads "
+                             "(glasses, hair, beard ...)")
     parser.add_argument("--fixed-face-mean", action="store_true",
                         help="keep the shipped face mean instead of adapting it to the people seen")
     parser.add_argument("--no-window", action="store_true", help="headless: no window (use --output, --json, --card)")
@@ -134,6 +138,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         astronaut=args.astronaut,
         match=args.match,
         adapt_faces=not args.fixed_face_mean,
+        use_traits=not args.no_traits,
         max_frames=args.max_frames,
         camera_size=args.camera_size,
         quiet=args.quiet,

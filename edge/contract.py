@@ -25,8 +25,10 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-CONTRACT_VERSION = 1
+# 2: the optional third output ``traits`` (face-trait probabilities) with its names and thresholds.
+CONTRACT_VERSION = 2
 OUTPUT_NAMES = ("probabilities", "embedding")
+TRAITS_OUTPUT = "traits"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class InputContract:
     face_pixel_mean: float | None = 120.0
     embedding_dim: int = 1280
     outputs: tuple[str, ...] = OUTPUT_NAMES
+    # Face traits the model reads (its ``traits`` output, probabilities 0..1 in this order) and the
+    # probability from which each counts as present; empty when the model has no trait head.
+    traits: tuple[str, ...] = ()
+    trait_thresholds: tuple[float, ...] = ()
     version: int = CONTRACT_VERSION
 
     def __post_init__(self) -> None:
@@ -58,6 +64,14 @@ class InputContract:
             raise ValueError(f"input size {self.input_size} is too small (at least 32)")
         if self.channel_order != "RGB":
             raise ValueError(f"unsupported channel order {self.channel_order!r}")
+        if len(self.traits) != len(self.trait_thresholds):
+            raise ValueError(f"{len(self.traits)} traits but {len(self.trait_thresholds)} thresholds")
+        if bool(self.traits) != (TRAITS_OUTPUT in self.outputs):
+            raise ValueError("the traits output and the trait names must come together")
+
+    @property
+    def has_traits(self) -> bool:
+        return bool(self.traits)
 
     @property
     def num_classes(self) -> int:
@@ -85,7 +99,8 @@ class InputContract:
         version = data.get("version")
         if version != CONTRACT_VERSION:
             raise ValueError(
-                f"input contract version {version!r} is not supported (expected {CONTRACT_VERSION})"
+                f"input contract version {version!r} is not supported (expected {CONTRACT_VERSION}): "
+                "the model comes from another version of this project, run 'make train' and 'make convert' again"
             )
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {}

@@ -49,6 +49,7 @@ class RunOptions:
     astronaut: bool = False  # use scikit-image's astronaut photo as the source
     match: str = "auto"
     adapt_faces: bool = True  # the gallery's face mean follows the people seen (edge.matcher.FaceDomain)
+    use_traits: bool = True  # weigh the traits the model reads from a face (glasses, hair ...) in the match
     max_frames: int | None = None
     camera_size: tuple[int, int] = (640, 480)
     fps_window: int = 10  # frames the shown FPS and stage times are averaged over
@@ -192,11 +193,16 @@ def face_record(face: FaceResult) -> dict[str, Any]:
     def ranked(rows):
         return [{"label": r.label, "score": round(r.score, 4)} for r in rows]
 
+    best = face.lookalike.best
     return {
         "box": list(face.box),
         "track": face.track_id,
         "fresh": face.fresh,
         "method": face.lookalike.method,
+        "picture": best.picture if best is not None else None,
+        "traits": face.lookalike.traits,
+        "why": face.lookalike.why,
+        "trait_scores": face.lookalike.trait_scores,
         "top": ranked(face.lookalike.top),
         "classifier": ranked(face.lookalike.classifier),
         "gallery": ranked(face.lookalike.gallery),
@@ -267,14 +273,24 @@ def open_run_source(options: RunOptions) -> FrameSource:
     return astronaut_source() if options.astronaut else open_source(options.source, options.camera_size)
 
 
+def make_matcher(model: LookalikeModel, options: RunOptions) -> LookalikeMatcher:
+    """The matcher the model was shipped with. A whole picture (``--full-frame``, a drawing) is
+    ranked by the classifier unless ``--match`` says otherwise: the gallery is centred for faces."""
+    method = "classifier" if options.match == "auto" and options.pipeline.full_frame else options.match
+    contract = model.contract
+    traits = contract.traits if options.use_traits else ()
+    thresholds = contract.trait_thresholds if options.use_traits else ()
+    return LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, contract.embedding_dim, method,
+                                         options.adapt_faces, traits, thresholds)
+
+
 def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
     """Run the lookalike loop until the source ends, the user quits or ``max_frames`` is reached.
 
     ``source`` replaces ``options.source`` (frames already in memory, a benchmark's own reader).
     """
     model = LookalikeModel(model_path(options.models, options.variant), num_threads=options.threads)
-    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim,
-                                            options.match, options.adapt_faces)
+    matcher = make_matcher(model, options)
     detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
     pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
     source = source if source is not None else open_run_source(options)

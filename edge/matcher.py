@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge.runtime import ModelError, Prediction, sidecar_path
+from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, agreement, person_terms, picture_terms
 
 METHODS = ("auto", "classifier", "gallery")
 
@@ -43,6 +44,7 @@ METHODS = ("auto", "classifier", "gallery")
 class Ranked:
     label: str
     score: float  # 0..1
+    picture: str | None = None  # the character's picture for this face (characters/<class>/<file>), when known
 
 
 @dataclass
@@ -51,15 +53,19 @@ class MatchScores:
 
     classifier: np.ndarray  # (C,)
     gallery: np.ndarray | None = None  # (G,)
+    traits: np.ndarray | None = None  # (T,) the face's trait probabilities
+    pictures: np.ndarray | None = None  # (G,) index of the picture chosen for each character
 
     def blend(self, newer: "MatchScores", weight: float) -> "MatchScores":
-        """Exponential moving average: ``weight`` of the newer scores, the rest of these."""
+        """Exponential moving average: ``weight`` of the newer scores, the rest of these (the
+        pictures are the newer choice)."""
         def mix(old: np.ndarray | None, new: np.ndarray | None) -> np.ndarray | None:
             if old is None or new is None:
                 return new
             return (1.0 - weight) * old + weight * new
 
-        return MatchScores(mix(self.classifier, newer.classifier), mix(self.gallery, newer.gallery))
+        return MatchScores(mix(self.classifier, newer.classifier), mix(self.gallery, newer.gallery),
+                           mix(self.traits, newer.traits), newer.pictures)
 
 
 @dataclass
@@ -70,6 +76,9 @@ class Lookalike:
     classifier: list[Ranked]
     gallery: list[Ranked]
     method: str  # which view ``top`` comes from
+    traits: list[str] = field(default_factory=list)  # the person's traits read (``edge.traits.PERSON_TRAITS`` words)
+    why: list[str] = field(default_factory=list)  # of those, the ones the top character's picture shares
+    trait_scores: dict[str, float] = field(default_factory=dict)  # every trait probability read
 
     @property
     def best(self) -> Ranked | None:
@@ -125,6 +134,8 @@ class GalleryScoring:
     face_mean: np.ndarray | None = None  # the shipped face mean
     temperature: float | None = None
     faces: FaceDomain | None = None  # set by ``adapt``: the face mean follows the faces seen
+    pictures: "PictureSet | None" = None  # every picture shown for the characters (variants)
+    trait_weights: np.ndarray | None = None  # (M,) weight of each ``edge.traits.TERMS`` term
 
     @property
     def centred(self) -> bool:
@@ -172,6 +183,11 @@ class GalleryScoring:
 
     def similarities(self, embedding: np.ndarray) -> np.ndarray:
         """Cosine similarity of one embedding with every character, in [-1, 1]."""
+        query = self.query(embedding)
+        return self.embeddings @ query if query is not None else np.zeros(len(self.labels), np.float32)
+
+    def query(self, embedding: np.ndarray) -> np.ndarray | None:
+        """The embedding as the gallery compares it: unit length, centred on the face mean, unit again."""
         query = np.asarray(embedding, dtype=np.float32)
         length = float(np.linalg.norm(query))
         if length > 0.0:
@@ -180,34 +196,103 @@ class GalleryScoring:
         if face_mean is not None:
             query = query - face_mean
         norm = float(np.linalg.norm(query))
-        if norm == 0.0:
-            return np.zeros(len(self.labels), np.float32)
-        return self.embeddings @ (query / norm)
+        return query / norm if norm > 0.0 else None
 
-    def scores(self, embedding: np.ndarray) -> np.ndarray:
-        """Readable 0..1 scores: a softmax over the characters when calibrated (a temperature is
-        given), else the cosine similarity mapped from [-1, 1] to [0, 1] (order kept: 0.5 is
-        "unrelated", 1 "same direction")."""
-        similarity = self.similarities(embedding)
-        if self.temperature is not None:
-            logits = similarity / self.temperature
-            logits = logits - logits.max()
-            weights = np.exp(logits)
-            return (weights / weights.sum()).astype(np.float32)
-        return ((similarity + 1.0) / 2.0).astype(np.float32)
+    def scores(self, embedding: np.ndarray, person: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Readable 0..1 scores and the picture chosen for each character (None without pictures).
+
+        Calibrated (a temperature is given): a softmax over the characters of similarity /
+        temperature plus, when the face's traits are known (``person``: its side of each
+        ``edge.traits.TERMS`` term) and the gallery has trait weights, the weighted agreement of the
+        person's traits with the character's best-agreeing picture. That picture is the one shown:
+        the variant closest to the person (gender, hair, glasses ...), ties broken by similarity.
+        Uncalibrated: the cosine similarity mapped from [-1, 1] to [0, 1] (0.5 "unrelated")."""
+        query = self.query(embedding)
+        similarity = self.embeddings @ query if query is not None else np.zeros(len(self.labels), np.float32)
+        if self.temperature is None:
+            return ((similarity + 1.0) / 2.0).astype(np.float32), None
+        logits = similarity / self.temperature
+        chosen = None
+        if self.pictures is not None:
+            bonus, chosen = self.pictures.choose(query, person, self.trait_weights, self.temperature)
+            logits = logits + bonus
+        logits = logits - logits.max()
+        weights = np.exp(logits)
+        return (weights / weights.sum()).astype(np.float32), chosen
+
+
+@dataclass
+class PictureSet:
+    """The pictures shown for the characters (several per character: genders, skin tones ...)."""
+
+    files: tuple[str, ...]  # (P,) characters/<class>/<file>
+    owners: np.ndarray  # (P,) index of each picture's character in the gallery
+    characters: int  # how many characters the gallery has (some may have no picture)
+    embeddings: np.ndarray  # (P, D) unit, in the gallery's (centred) space
+    traits: np.ndarray | None = None  # (P, K) 0/1 over ``edge.traits.CHARACTER_TRAITS``
+    terms: np.ndarray | None = None  # (P, M) each picture's side of ``edge.traits.TERMS``
+    similarity_weight: float = 0.25  # of the picture's own similarity, when choosing among a character's pictures
+
+    def __post_init__(self) -> None:
+        self.groups = [np.flatnonzero(self.owners == g) for g in range(self.characters)]
+        if self.traits is not None and self.terms is None:
+            self.terms = picture_terms(self.traits)
+
+    def choose(self, query: np.ndarray | None, person: np.ndarray | None, weights: np.ndarray | None,
+               temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per character: the trait agreement of its chosen picture (added to its logit) and the
+        picture's index (-1 for a character without pictures)."""
+        count = len(self.groups)
+        agree = np.zeros(len(self.files), np.float32)
+        if person is not None and weights is not None and self.terms is not None:
+            agree = (agreement(person, self.terms) @ weights).astype(np.float32)
+        preference = agree.copy()
+        if query is not None:
+            preference += self.similarity_weight * (self.embeddings @ query) / temperature
+        bonus = np.zeros(count, np.float32)
+        chosen = np.full(count, -1, np.int64)
+        for g, rows in enumerate(self.groups):
+            if len(rows):
+                best = rows[int(np.argmax(preference[rows]))]
+                bonus[g], chosen[g] = agree[best], best
+        return bonus, chosen
+
+    def traits_of(self, index: int) -> frozenset[str]:
+        if self.traits is None or index < 0:
+            return frozenset()
+        return frozenset(name for name, v in zip(CHARACTER_TRAITS, self.traits[index]) if v >= 0.5)
+
+
+def traits_read(probabilities: np.ndarray, names: tuple[str, ...], thresholds: tuple[float, ...]) -> list[str]:
+    """The person's traits as words of ``edge.traits.PERSON_TRAITS`` (each above its threshold;
+    "older" when "young" is below its own)."""
+    said = {name for name, p, t in zip(names, probabilities, thresholds) if p >= t}
+    if "young" in names and "young" not in said:
+        said.add("older")
+    return [t for t in PERSON_TRAITS if t in said]
+
+
+def shared_traits(read: list[str], picture: frozenset[str]) -> list[str]:
+    """The person's traits that the picture has too (``MATCHED_BY``): why this character."""
+    return [t for t in read if MATCHED_BY[t] & picture]
 
 
 class LookalikeMatcher:
     """Classifier probabilities + gallery scores -> ranked lookalikes."""
 
-    def __init__(self, labels: tuple[str, ...], gallery: GalleryScoring | None = None, method: str = "auto"):
+    def __init__(self, labels: tuple[str, ...], gallery: GalleryScoring | None = None, method: str = "auto",
+                 traits: tuple[str, ...] = (), thresholds: tuple[float, ...] = ()):
         if method not in METHODS:
             raise ValueError(f"matching method must be one of {', '.join(METHODS)}, got {method!r}")
         if method == "gallery" and gallery is None:
             raise ModelError("--match gallery needs gallery.npz beside the model: run 'make train' and 'make convert'")
+        if len(traits) != len(thresholds):
+            raise ValueError("each trait needs its threshold")
         self.labels = tuple(labels)
         self.gallery = gallery
         self.method = method
+        self.traits = tuple(traits)  # names of the model's traits output; empty: traits are not used
+        self.thresholds = tuple(thresholds)
 
     @property
     def primary(self) -> str:
@@ -221,23 +306,42 @@ class LookalikeMatcher:
         return self.gallery.observe(prediction.embedding) if self.gallery is not None else False
 
     def score(self, prediction: Prediction) -> MatchScores:
-        gallery = self.gallery.scores(prediction.embedding) if self.gallery is not None else None
-        return MatchScores(np.asarray(prediction.probabilities, dtype=np.float32), gallery)
+        traits = prediction.traits if self.traits and prediction.traits is not None else None
+        gallery = pictures = None
+        if self.gallery is not None:
+            person = person_terms(traits, self.traits, self.thresholds) if traits is not None else None
+            gallery, pictures = self.gallery.scores(prediction.embedding, person)
+        return MatchScores(np.asarray(prediction.probabilities, dtype=np.float32), gallery,
+                           None if traits is None else np.asarray(traits, np.float32), pictures)
 
     def rank(self, scores: MatchScores, k: int = 3) -> Lookalike:
         classifier = top_k(self.labels, scores.classifier, k)
         gallery = []
         if self.gallery is not None and scores.gallery is not None:
-            gallery = top_k(self.gallery.labels, scores.gallery, k)
+            pictures = self.gallery.pictures
+            files = None
+            if pictures is not None and scores.pictures is not None:
+                files = [pictures.files[i] if i >= 0 else None for i in scores.pictures]
+            gallery = top_k(self.gallery.labels, scores.gallery, k, files)
+        read, probabilities = [], {}
+        if scores.traits is not None:
+            read = traits_read(scores.traits, self.traits, self.thresholds)
+            probabilities = {name: round(float(p), 3) for name, p in zip(self.traits, scores.traits)}
         if self.primary == "gallery" and gallery:
-            return Lookalike(gallery, classifier, gallery, "gallery")
-        return Lookalike(classifier, classifier, gallery, "classifier")
+            why = []
+            if self.gallery.pictures is not None and scores.pictures is not None:
+                best = int(scores.pictures[self.gallery.labels.index(gallery[0].label)])
+                why = shared_traits(read, self.gallery.pictures.traits_of(best))
+            return Lookalike(gallery, classifier, gallery, "gallery", read, why, probabilities)
+        return Lookalike(classifier, classifier, gallery, "classifier", read, [], probabilities)
 
     @classmethod
     def from_sidecar(cls, tflite_path: str | Path, sidecar: dict[str, Any], labels: tuple[str, ...],
-                     embedding_dim: int, method: str = "auto", adapt: bool = True) -> "LookalikeMatcher":
+                     embedding_dim: int, method: str = "auto", adapt: bool = True, traits: tuple[str, ...] = (),
+                     thresholds: tuple[float, ...] = ()) -> "LookalikeMatcher":
         """The matcher a converted model was shipped with: its gallery and matching parameters.
-        ``adapt``: let a centred gallery's face mean follow the faces seen (``FaceDomain``)."""
+        ``adapt``: let a centred gallery's face mean follow the faces seen (``FaceDomain``).
+        ``traits``/``thresholds``: the model's trait output (the contract's); empty: match without traits."""
         gallery = load_gallery(tflite_path, sidecar, embedding_dim)
         matching = sidecar.get("matching") or {}
         if gallery is not None and isinstance(matching, dict) and matching.get("temperature") is not None:
@@ -246,7 +350,7 @@ class LookalikeMatcher:
             gallery.adapt()
         if method == "auto" and isinstance(matching, dict) and matching.get("method") in METHODS:
             method = matching["method"]
-        return cls(labels, gallery, method)
+        return cls(labels, gallery, method, traits, thresholds)
 
 
 def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim: int) -> GalleryScoring | None:
@@ -274,7 +378,7 @@ def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim
         )
     temperature = arrays.get("temperature")
     try:
-        return GalleryScoring.build(
+        scoring = GalleryScoring.build(
             labels,
             embeddings,
             _optional_vector(arrays, "character_mean", embedding_dim, path),
@@ -283,6 +387,37 @@ def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim
         )
     except ValueError as exc:
         raise ModelError(f"{path}: {exc}: run 'make train' again") from exc
+    scoring.pictures = _picture_set(arrays, scoring, embedding_dim, path)
+    scoring.trait_weights = _trait_weights(arrays, path)
+    return scoring
+
+
+def _picture_set(arrays: dict, scoring: GalleryScoring, dim: int, path: Path) -> PictureSet | None:
+    if "picture_files" not in arrays:
+        return None
+    files = tuple(str(v) for v in arrays["picture_files"])
+    owners = np.asarray(arrays.get("picture_labels", []), dtype=np.int64).reshape(-1)
+    embeddings = np.asarray(arrays.get("picture_embeddings", np.zeros((0, dim))), dtype=np.float32)
+    traits = arrays.get("picture_traits")
+    ok = (len(owners) == len(files) and embeddings.shape == (len(files), dim)
+          and (len(owners) == 0 or (owners.min() >= 0 and owners.max() < len(scoring.labels))))
+    if traits is not None:
+        names = tuple(str(v) for v in arrays.get("character_trait_names", []))
+        traits = np.asarray(traits, dtype=np.float32)
+        ok = ok and names == CHARACTER_TRAITS and traits.shape == (len(files), len(CHARACTER_TRAITS))
+    if not ok:
+        raise ModelError(f"{path}: the picture arrays do not fit together or the gallery: run 'make train' again")
+    return PictureSet(files, owners, len(scoring.labels), _unit_rows(embeddings), traits)
+
+
+def _trait_weights(arrays: dict, path: Path) -> np.ndarray | None:
+    if "trait_weights" not in arrays:
+        return None
+    terms = tuple(str(v) for v in arrays.get("trait_terms", []))
+    if terms != TERM_NAMES:
+        raise ModelError(f"{path}: its trait weights are for the terms {', '.join(terms) or '(none)'}, this "
+                         f"device matches by {', '.join(TERM_NAMES)}: run 'make train' again")
+    return np.asarray(arrays["trait_weights"], dtype=np.float32).reshape(-1)
 
 
 def _optional_vector(arrays: dict, key: str, dim: int, path: Path) -> np.ndarray | None:
@@ -315,8 +450,8 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 
 
-def top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int) -> list[Ranked]:
+def top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int, pictures: list[str | None] | None = None) -> list[Ranked]:
     if scores is None:
         return []
     order = np.argsort(-scores, kind="stable")[:k]
-    return [Ranked(labels[i], float(np.clip(scores[i], 0.0, 1.0))) for i in order]
+    return [Ranked(labels[i], float(np.clip(scores[i], 0.0, 1.0)), pictures[i] if pictures else None) for i in order]

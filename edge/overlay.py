@@ -29,25 +29,36 @@ def display_name(label: str) -> str:
     return label.replace("_", " ")
 
 
+def why_text(lookalike) -> str:
+    """"glasses, grey hair": the person's traits the shown character shares, for the user."""
+    return ", ".join(WORDS.get(t, t.replace("_", " ")) for t in lookalike.why)
+
+
+WORDS = {"white_hair": "grey hair", "blond_hair": "blond hair", "beard": "facial hair"}
+
+
 class CharacterPictures:
-    """The characters' pictures (``characters/<label>.png``), loaded once and resized on demand."""
+    """The characters' pictures: ``characters/<label>.png``, or the variant the match chose
+    (``characters/<label>/<file>.png``); loaded once and resized on demand."""
 
     def __init__(self, folder: str | Path | None):
         self.folder = Path(folder) if folder else None
-        self._cache: dict[tuple[str, int], np.ndarray | None] = {}
+        self._cache: dict[tuple[str, str | None, int], np.ndarray | None] = {}
 
-    def picture(self, label: str, size: int) -> np.ndarray | None:
-        """BGR ``size`` x ``size`` picture of a character, or None if it was not shipped."""
-        key = (label, size)
+    def picture(self, label: str, size: int, file: str | None = None) -> np.ndarray | None:
+        """BGR ``size`` x ``size`` picture of a character (``file``: the variant), or None if it was not shipped."""
+        key = (label, file, size)
         if key not in self._cache:
-            self._cache[key] = self._load(label, size)
+            self._cache[key] = self._load(file or f"{label}.png", size)
+            if self._cache[key] is None and file:
+                self._cache[key] = self._load(f"{label}.png", size)
         return self._cache[key]
 
-    def _load(self, label: str, size: int) -> np.ndarray | None:
+    def _load(self, name: str, size: int) -> np.ndarray | None:
         if self.folder is None:
             return None
-        path = self.folder / f"{label}.png"
-        if not path.is_file():
+        path = self.folder / name
+        if ".." in Path(name).parts or not path.is_file():
             return None
         try:
             rgb = read_rgb(str(path))
@@ -108,9 +119,12 @@ def draw_panel(canvas: np.ndarray, face: FaceResult, pictures: CharacterPictures
         return
     best = face.lookalike.best
     if best is not None:
-        _paste(canvas, pictures.picture(best.label, THUMBNAIL), left + 4, top + 4)
+        _paste(canvas, pictures.picture(best.label, THUMBNAIL, best.picture), left + 4, top + 4)
         _text(canvas, display_name(best.label), left + THUMBNAIL + 10, top + 24, 0.5)
         _text(canvas, f"{best.score:.0%} ({face.lookalike.method})", left + THUMBNAIL + 10, top + 44, 0.4)
+        why = why_text(face.lookalike)
+        if why:
+            _text(canvas, why, left + THUMBNAIL + 10, top + 62, 0.38)
     draw_ranking(canvas, face.lookalike.top, left + 4, top + THUMBNAIL + 8, width - 8)
 
 

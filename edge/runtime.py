@@ -82,6 +82,7 @@ def read_sidecar(tflite_path: str | Path) -> dict[str, Any]:
 class Prediction:
     probabilities: np.ndarray  # (C,) float32
     embedding: np.ndarray  # (D,) float32, L2-normalised
+    traits: np.ndarray | None = None  # (T,) float32 probabilities of the contract's traits, when the model reads them
 
 
 class LookalikeModel:
@@ -112,7 +113,7 @@ class LookalikeModel:
         self._input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         try:
-            self._outputs = {name: outputs[int(self.sidecar["outputs"][name])] for name in ("probabilities", "embedding")}
+            self._outputs = {name: outputs[int(self.sidecar["outputs"][name])] for name in self.contract.outputs}
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             raise ModelError(f"{sidecar_path(self.path)}: output map does not fit the model: run 'make convert' again") from exc
         self._check_shapes()
@@ -135,6 +136,9 @@ class LookalikeModel:
             raise ModelError(
                 f"{self.path} has {classes} outputs but its labels name {self.contract.num_classes} classes: run 'make convert' again"
             )
+        if self.contract.has_traits and int(self._outputs["traits"]["shape"][-1]) != len(self.contract.traits):
+            raise ModelError(f"{self.path} reads {int(self._outputs['traits']['shape'][-1])} traits, its sidecar names "
+                             f"{len(self.contract.traits)}: run 'make convert' again")
 
     def _quantize_input(self, image: np.ndarray) -> np.ndarray:
         dtype = self.input_dtype
@@ -165,7 +169,8 @@ class LookalikeModel:
         norm = float(np.linalg.norm(embedding))
         if norm > 0:
             embedding = embedding / norm  # quantization leaves it a little off unit length
-        return Prediction(self._read_output(self._outputs["probabilities"]), embedding)
+        traits = self._read_output(self._outputs["traits"]) if self.contract.has_traits else None
+        return Prediction(self._read_output(self._outputs["probabilities"]), embedding, traits)
 
     def predict_mirrored(self, image: np.ndarray) -> Prediction:
         """The average of an image and its mirror image: an answer that does not depend on which
@@ -176,4 +181,5 @@ class LookalikeModel:
         norm = float(np.linalg.norm(embedding))
         if norm > 0:
             embedding = embedding / norm
-        return Prediction((first.probabilities + second.probabilities) / 2.0, embedding)
+        traits = None if first.traits is None else (first.traits + second.traits) / 2.0
+        return Prediction((first.probabilities + second.probabilities) / 2.0, embedding, traits)

@@ -79,7 +79,7 @@ def test_all_four_variants_are_written_with_sidecars(converted):
         assert sidecar["tflite_sha256"] == sha256_file(path)
         assert sidecar["source_model_sha256"] == sha256_file(folder / "lookalike.keras")
         assert sidecar["contract"]["labels"] == ["astronaut", "superhero", "vampire"]
-        assert sorted(sidecar["outputs"].values()) == [0, 1]
+        assert sorted(sidecar["outputs"].values()) == [0, 1, 2]  # probabilities, embedding, traits
         assert sidecar["gallery"] == "gallery.npz" and sidecar["characters"] == "characters"
     assert leftovers(folder) == []
 
@@ -99,7 +99,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     sidecar = json.loads((folder / "lookalike_int8.json").read_text())
     assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
     # the default (mixed) recipe: integer backbone, float head, so float outputs
-    assert sidecar["output_dtypes"] == {"probabilities": "float32", "embedding": "float32"}
+    assert sidecar["output_dtypes"] == {"probabilities": "float32", "embedding": "float32", "traits": "float32"}
     quantization = sidecar["quantization"]
     assert quantization["mode"] == "mixed" and quantization["float_head"] is True
     assert quantization["float_layers"] == ["expanded_conv", "block_1", "block_2", "block_3"]
@@ -185,7 +185,7 @@ def test_full_integer_int8_has_integer_outputs(models_dir):
     assert main(["--models", str(models_dir), "--variants", "int8", "--int8-mode", "full", "--rep-size", "12", "--max-val", "6"]) == 0
     sidecar = json.loads((models_dir / "lookalike_int8.json").read_text())
     assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
-    assert sidecar["output_dtypes"] == {"probabilities": "uint8", "embedding": "uint8"}
+    assert sidecar["output_dtypes"] == {"probabilities": "uint8", "embedding": "uint8", "traits": "uint8"}
     assert sidecar["quantization"]["mode"] == "full-integer"
     assert sidecar["quantization"]["integer_ops"] == sidecar["quantization"]["ops"]
     prediction = LookalikeModel(models_dir / "lookalike_int8.tflite").predict(np.zeros((48, 48, 3), np.uint8))

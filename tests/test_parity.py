@@ -141,7 +141,7 @@ def check_no_skew(models_dir: Path, variant: str, photo: Path) -> int:
         np.testing.assert_allclose(face.probabilities, probabilities, atol=max(1e-5, 1.01 * step),
                                    err_msg=f"edge preprocessing differs from the reference: {variant}, {photo.name} {face.box}")
         if matcher.gallery is not None:
-            expected = matcher.gallery.scores(embedding)
+            expected = matcher.gallery.scores(embedding)[0]
             got = np.array([face.gallery[label] for label in matcher.gallery.labels])
             np.testing.assert_allclose(got, expected, atol=1e-4, err_msg=f"gallery scores differ: {variant}, {photo.name}")
     return len(faces)
@@ -154,8 +154,12 @@ def check_fidelity(keras_model, models_dir: Path, variant: str, photo: Path) -> 
     reference = ReferenceInterpreter(model.path)
     for face in faces:
         crop = reference_crop(photo, face.box, model.contract)
-        probabilities, embedding = (v[0] for v in keras_model.predict(crop[None].astype(np.float32), verbose=0))
+        outputs = [v[0] for v in keras_model.predict(crop[None].astype(np.float32), verbose=0)]
+        probabilities, embedding = outputs[:2]
         where = f"{variant} on {photo.name} face {list(face.box)}"
+        if model.contract.has_traits:  # the third output, read by the device's runtime, is Keras' too
+            np.testing.assert_allclose(model.predict(crop).traits, outputs[2], atol=tolerance.probability_atol,
+                                       err_msg=f"{where}: traits")
         _, tflite_embedding, _ = reference(crop)
         turned = cosine(tflite_embedding, embedding)
         assert turned >= tolerance.min_embedding_cosine, (

@@ -10,7 +10,9 @@ import pytest
 from benchmarks import BenchmarkError
 from benchmarks.sense import FaceLabel, label_faces, read_face_traits, sense_section, trait_hits
 from cli_checks import assert_one_line_error, run_cli
-from edge.traits import TRAITS, TraitsError, characters_matching, read_character_traits, write_character_traits
+from edge.traits import (
+    TRAITS, TraitsError, characters_matching, read_character_traits, read_trait_rules, write_character_traits,
+)
 from shared_paths import FACES, need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +28,10 @@ def write(path: Path, text: str) -> Path:
 
 def test_the_dataset_table_names_only_its_characters_with_known_traits():
     labels = sorted(p.name for p in (ROOT / "data" / "emoji-characters" / "twemoji").iterdir() if p.is_dir())
-    table = read_character_traits(DATASET_TRAITS, labels)
+    rules = read_trait_rules(DATASET_TRAITS, labels)
+    table = rules.characters({label: [f"{style}/{label}/{p.name}" for style in ("twemoji", "noto", "openmoji")
+                                      for p in (ROOT / "data" / "emoji-characters" / style / label).glob("*.png")]
+                              for label in labels})
     # Every trait the issue names has characters to pull toward.
     assert all(characters_matching(trait, table) for trait in TRAITS)
     assert {"nerd_glasses", "sunglasses", "monocle"} <= characters_matching("glasses", table)
@@ -43,7 +48,7 @@ def test_white_hair_and_old_age_stand_in_for_each_other():
 def test_character_tables_round_trip_and_refuse_what_they_cannot_mean(tmp_path):
     path = tmp_path / "traits.csv"
     write_character_traits(CHARACTERS, path)
-    assert read_character_traits(path, CHARACTERS) == CHARACTERS
+    assert read_character_traits(path, CHARACTERS) == {k: v for k, v in CHARACTERS.items() if v}  # no row: no traits
     bad = {
         "character,traits\nnerd,spectacles\n": "unknown trait 'spectacles'",
         "character,traits\nwizard,hat\n": "'wizard' is not one of the model's characters",

@@ -197,7 +197,11 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert InputContract.from_dict(card["contract"]).input_size == 32
     assert set(card["metrics"]["validation"]) >= {"top1", "top5", "per_class_top1"}
     assert len(card["data"]["val_files"]) == 6 and len(card["data"]["train_files"]) == 9
-    assert sorted(p.name for p in (models / "characters").iterdir()) == ["cat.png", "dog.png", "owl.png"]
+    # One picture per class to fall back on, and every picture of the first style as a variant to show.
+    assert sorted(p.name for p in (models / "characters").iterdir()) == ["cat", "cat.png", "dog", "dog.png", "owl", "owl.png"]
+    with np.load(models / "gallery.npz") as gallery:
+        shown = [str(f) for f in gallery["picture_files"]]
+    assert shown and all((models / "characters" / f).is_file() for f in shown)
     gallery = np.load(models / "gallery.npz")
     assert gallery["embeddings"].shape == (3, card["contract"]["embedding_dim"])
     np.testing.assert_allclose(np.linalg.norm(gallery["embeddings"], axis=1), 1.0, rtol=1e-5)

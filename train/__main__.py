@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faces", default=None,
                         help="folder of photos of real people: the face domain the device's gallery match is "
                              "centred on (default: the faces that ship with scikit-image)")
+    parser.add_argument("--traits", default=None,
+                        help="face-trait head file (python -m train.traits); default: the shipped "
+                             "data/face-traits/trait_head.npz when it fits the backbone weights")
+    parser.add_argument("--no-traits", action="store_true", help="build the model without the face-trait output")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--max-per-class", type=int, default=None, help="use at most this many images per class (quick runs)")
     return parser.parse_args(argv)
@@ -56,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
         seed=args.seed, max_per_class=args.max_per_class, faces=args.faces,
+        traits=args.traits, use_traits=not args.no_traits,
     )
     try:
         run(config, log=lambda message: print(message, flush=True))

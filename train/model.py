@@ -87,16 +87,29 @@ def build_model(
     dropout: float = 0.3,
     backbone: keras.Model | None = None,
     domain: tuple[np.ndarray, np.ndarray] | None = None,
+    trait_head=None,
 ) -> keras.Model:
     """The full model. ``domain`` is the target domain's feature (mean, std), baked in as
     constants (identity when None); the head starts untrained and ``train.pipeline`` sets it.
-    ``weights=None`` gives random weights (tests)."""
+    ``trait_head`` (a ``train.traits.TraitHead``) adds the third output ``traits``, read from a
+    tensor inside the same backbone pass. ``weights=None`` gives random weights (tests)."""
     size = contract.input_size
     inputs = keras.Input((size, size, 3), name="image", dtype="float32")
     scale, offset = contract.model_scaling
     x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
     backbone = backbone or build_backbone(contract, weights, alpha, feature_layer)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
+    tap = None
+    if trait_head is not None:
+        # One backbone with two outputs (its last layer, and the tensor the trait head reads): a second
+        # model sharing the backbone's layers would not load back from a .keras file.
+        from train.traits import tap_layer
+
+        backbone = keras.Model(backbone.input, [backbone.output, tap_layer(backbone, trait_head.feature_layer)],
+                               name=BACKBONE_NAME)
+        features, tap = backbone(x, training=False)
+    else:
+        features = backbone(x, training=False)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     dim = int(pooled.shape[-1])
     mean, std = domain if domain is not None else (np.zeros(dim), np.ones(dim))
     standardised = keras.layers.Normalization(
@@ -105,7 +118,12 @@ def build_model(
     embedding = keras.layers.Rescaling(1.0 / math.sqrt(dim), name="embedding")(standardised)
     dropped = keras.layers.Dropout(dropout, name="dropout")(embedding)
     probabilities = keras.layers.Dense(contract.num_classes, activation="softmax", name="probabilities")(dropped)
-    return keras.Model(inputs, [probabilities, embedding], name="lookalike")
+    outputs = [probabilities, embedding]
+    if trait_head is not None:
+        from train.traits import trait_branch
+
+        outputs.append(trait_branch(tap, trait_head))
+    return keras.Model(inputs, outputs, name="lookalike")
 
 
 def embedding_dim(model: keras.Model) -> int:

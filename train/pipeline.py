@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from edge.contract import InputContract, read_rgb
-from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits, write_character_traits
+from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
+from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
@@ -60,6 +60,10 @@ class TrainConfig:
     feature_batch: int = 32
     max_per_class: int | None = None  # for quick runs and tests
     faces: str | None = None  # folder of face photos for the face domain; default: scikit-image's faces
+    # The face-trait head (``train.traits``): None = the shipped head when it fits the backbone
+    # (a warning and no traits when it does not); a path = that head, and an error when it does not fit.
+    traits: str | None = None
+    use_traits: bool = True
 
 
 # ---------------------------------------------------------------- features and domains
@@ -163,11 +167,11 @@ def train_head(config: TrainConfig, x_train, y_train, x_val, y_val, num_classes:
     return head, {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
 
-def assemble_model(contract: InputContract, backbone, head, target: DomainStats):
-    """image (pixels 0..255) -> [probabilities, embedding], with the target domain's statistics inside."""
+def assemble_model(contract: InputContract, backbone, head, target: DomainStats, trait_head=None):
+    """image (pixels 0..255) -> [probabilities, embedding(, traits)], with the target domain's statistics inside."""
     from train.model import build_model
 
-    model = build_model(contract, backbone=backbone, domain=(target.mean, target.std))
+    model = build_model(contract, backbone=backbone, domain=(target.mean, target.std), trait_head=trait_head)
     kernel, bias = head.get_layer("probabilities").get_weights()
     model.get_layer("probabilities").set_weights([kernel * LOGIT_SCALE, bias])
     return model
@@ -246,20 +250,65 @@ def plot_confusion(confusion: np.ndarray, labels: tuple[str, ...], path: Path) -
 # ---------------------------------------------------------------- artifacts
 
 
-def write_characters(dataset: Dataset, folder: Path, size: int = 160) -> None:
-    """One picture per class, from the first training style: shown on the device as the match."""
+def shown_pictures(dataset: Dataset) -> list[int]:
+    """Rows of ``dataset.train`` whose pictures the device shows: every picture of the first
+    training style (the variants of a character: genders, skin tones), in file order."""
+    root = dataset.train_roots[0]
+    return [i for i, path in enumerate(dataset.train.files) if root in path.parents]
+
+
+def picture_name(dataset: Dataset, row: int) -> str:
+    """``class/file.png``: where a shown picture is written under characters/."""
+    path = dataset.train.files[row]
+    return f"{dataset.labels[dataset.train.targets[row]]}/{path.stem}.png"
+
+
+def style_relative(dataset: Dataset, path: Path) -> str:
+    """style/class/file of a training picture, what a traits.csv glob with '/' matches."""
+    return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
+
+
+def write_characters(dataset: Dataset, rows: list[int], folder: Path, size: int = 160) -> None:
+    """Every shown picture as characters/<class>/<file>.png, and the first of each class also as
+    characters/<class>.png (the picture when nothing says which variant)."""
     import cv2
 
     from edge.contract import center_square, resize_square
 
     folder.mkdir(parents=True, exist_ok=True)
     seen = set()
-    for path, target in zip(dataset.train.files, dataset.train.targets):
-        if target in seen:
-            continue
-        seen.add(target)
-        rgb = resize_square(center_square(read_rgb(path)), size)
-        cv2.imwrite(str(folder / f"{dataset.labels[target]}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    for row in rows:
+        target = dataset.train.targets[row]
+        rgb = resize_square(center_square(read_rgb(dataset.train.files[row])), size)
+        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+        name = picture_name(dataset, row)
+        (folder / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(folder / name), bgr)
+        if target not in seen:
+            seen.add(target)
+            cv2.imwrite(str(folder / f"{dataset.labels[target]}.png"), bgr)
+
+
+def picture_arrays(dataset: Dataset, rows: list[int], standardised: np.ndarray, rules, match_weights) -> dict[str, np.ndarray]:
+    """The shown pictures for gallery.npz: names, classes, embeddings (the gallery's space), traits,
+    and the match's trait weights (see ``edge.traits.TERMS``)."""
+    from edge.traits import CHARACTER_TRAITS, trait_vector
+
+    arrays = {
+        "picture_files": np.array([picture_name(dataset, r) for r in rows]),
+        "picture_labels": np.array([dataset.train.targets[r] for r in rows], dtype=np.int32),
+        "picture_embeddings": l2_normalise(standardised[rows]).astype(np.float32),
+    }
+    if rules is not None:
+        arrays["picture_traits"] = np.stack([
+            trait_vector(rules.picture(dataset.labels[dataset.train.targets[r]], style_relative(dataset, dataset.train.files[r])))
+            for r in rows
+        ])
+        arrays["character_trait_names"] = np.array(CHARACTER_TRAITS)
+    if match_weights is not None:
+        arrays["trait_terms"] = np.array(match_weights[0])
+        arrays["trait_weights"] = np.asarray(match_weights[1], dtype=np.float32)
+    return arrays
 
 
 def library_versions() -> dict[str, str]:
@@ -316,6 +365,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     train_domains = np.array([domain_of(p, dataset.train_roots) for p in dataset.train.files])
 
     extractor, backbone = feature_extractor(contract, weights, config.alpha, config.feature_layer)
+    trait_head = load_trait_head(config, backbone, contract, log)
     rng = np.random.default_rng(config.seed)
     copies = []
     for copy in range(config.augment_copies + 1):
@@ -325,6 +375,9 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
             f"[{time.time() - started:.0f} s]")
     val_features = pooled_features(extractor, x_val, config.feature_batch)
     contract = dataclasses.replace(contract, embedding_dim=int(val_features.shape[1]))
+    if trait_head is not None:
+        contract = dataclasses.replace(contract, outputs=OUTPUT_NAMES + (TRAITS_OUTPUT,), traits=trait_head.traits,
+                                       trait_thresholds=tuple(round(float(t), 4) for t in trait_head.thresholds))
 
     # The target domain: the validation style when it is separate, else the training data itself.
     separate_val = bool(dataset.val_roots)
@@ -334,8 +387,8 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     val_x = unit_scale(target.apply(val_features))
     head, history = train_head(config, head_x, head_y, val_x, y_val, contract.num_classes, log)
 
-    model = assemble_model(contract, backbone, head, target)
-    probabilities, _ = model.predict(x_val.astype(np.float32), batch_size=config.feature_batch, verbose=0)
+    model = assemble_model(contract, backbone, head, target, trait_head)
+    probabilities = model.predict(x_val.astype(np.float32), batch_size=config.feature_batch, verbose=0)[0]
     metrics = evaluate(probabilities, y_val, contract.labels)
     # What the same head does without adapting to the target domain (train statistics instead).
     unadapted = DomainStats.of(copies[0])
@@ -344,10 +397,13 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     log(f"validation: top-1 {metrics['top1']:.3f}, top-5 {metrics['top5']:.3f}, macro top-1 {metrics['macro_top1']:.3f} "
         f"({len(y_val)} images; without domain adaptation top-1 {metrics['without_domain_adaptation']['top1']:.3f})")
 
+    standardised = standardise_by_domain(copies[0], train_domains)
     gallery = l2_normalise(np.stack([
-        l2_normalise(standardise_by_domain(copies[0], train_domains))[y_train == c].mean(axis=0)
-        for c in range(contract.num_classes)
+        l2_normalise(standardised)[y_train == c].mean(axis=0) for c in range(contract.num_classes)
     ]))
+    shown = shown_pictures(dataset)
+    pictures = picture_arrays(dataset, shown, standardised, traits,
+                              load_match_weights(config) if trait_head is not None else None)
 
     face_domain = face_calibration(config, contract, model)
 
@@ -358,13 +414,16 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         model.save(staging / MODEL_FILE)
         (staging / "labels.txt").write_text("\n".join(contract.labels) + "\n")
         np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32),
-                 **face_domain.pop("arrays"))
+                 **face_domain.pop("arrays"), **pictures)
         (staging / "history.json").write_text(json.dumps({"head": history}, indent=1))
         plot_history(history, staging / "training_curves.png")
         plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")
-        write_characters(dataset, staging / "characters")
+        write_characters(dataset, shown, staging / "characters")
         if traits is not None:
-            write_character_traits(traits, staging / CHARACTER_TRAITS_FILE)
+            by_character: dict[str, list[str]] = {name: [] for name in contract.labels}
+            for path, target in zip(dataset.train.files, dataset.train.targets):
+                by_character[contract.labels[target]].append(style_relative(dataset, path))
+            write_character_traits(traits.characters(by_character), staging / CHARACTER_TRAITS_FILE)
         card = _model_card(config, weights, dataset, contract, metrics, target, separate_val, time.time() - started)
         card["face_domain"] = face_domain
         card["character_traits"] = CHARACTER_TRAITS_FILE if traits is not None else None
@@ -376,16 +435,49 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     return card
 
 
-def character_traits(dataset: Dataset) -> dict[str, frozenset[str]] | None:
-    """The characters' visible traits from ``traits.csv`` in a training folder or the folder above
-    it (see ``edge.traits``), or None when there is none. A table that names characters the data
-    does not have stops training before it starts."""
+def load_trait_head(config: TrainConfig, backbone, contract: InputContract, log):
+    """The face-trait head to attach, or None (``--no-traits``, or the shipped head does not fit)."""
+    from train.traits import DEFAULT_HEAD, TraitHead, TraitHeadError, check_compatible
+
+    if not config.use_traits:
+        return None
+    try:
+        head = TraitHead.load(config.traits or DEFAULT_HEAD)
+        check_compatible(head, backbone, contract)
+    except TraitHeadError as exc:
+        if config.traits:
+            raise DatasetError(str(exc)) from exc
+        log(f"warning: no face traits: {exc}")
+        return None
+    log(f"traits: {', '.join(head.traits)} from {config.traits or DEFAULT_HEAD}")
+    return head
+
+
+def load_match_weights(config: TrainConfig) -> tuple[list[str], list[float]] | None:
+    """The match's trait weights (tuned by ``python -m train.match``), or None when there are none."""
+    from edge.traits import TERM_NAMES
+    from train.traits import MATCH_FILE, MatchWeightsError, read_match_weights
+
+    path = Path(config.traits).with_name(MATCH_FILE.name) if config.traits else MATCH_FILE
+    if not path.is_file():
+        return None
+    try:
+        weights = read_match_weights(path)
+    except MatchWeightsError as exc:
+        raise DatasetError(str(exc)) from exc
+    return list(TERM_NAMES), [weights[name] for name in TERM_NAMES]
+
+
+def character_traits(dataset: Dataset):
+    """The characters' visible traits (``edge.traits.TraitRules``) from ``traits.csv`` in a training
+    folder or the folder above it, or None when there is none. A table that names characters the
+    data does not have stops training before it starts."""
     for root in dataset.train_roots:
         for folder in (Path(root), Path(root).parent):
-            path = folder / "traits.csv"
+            path = folder / DATASET_TRAITS_FILE
             if path.is_file():
                 try:
-                    return read_character_traits(path, dataset.labels)
+                    return read_trait_rules(path, dataset.labels)
                 except TraitsError as exc:
                     raise DatasetError(str(exc)) from exc
     return None
@@ -399,7 +491,7 @@ def face_calibration(config: TrainConfig, contract: InputContract, model) -> dic
     source = config.faces or "scikit-image lfw_subset (100) + astronaut"
     if not crops:
         return {"source": None, "faces": 0, "arrays": {}}
-    _, embeddings = model.predict(np.stack(mirrored(crops)).astype(np.float32), batch_size=config.feature_batch, verbose=0)
+    embeddings = model.predict(np.stack(mirrored(crops)).astype(np.float32), batch_size=config.feature_batch, verbose=0)[1]
     face_mean = l2_normalise(embeddings).mean(axis=0)
     arrays = {
         "face_mean": face_mean.astype(np.float32),

@@ -44,7 +44,7 @@ def test_centred_cosine_removes_the_shared_direction():
     plain = GalleryScoring.build(LABELS, characters)
     centred = GalleryScoring.build(LABELS, characters, character_mean=characters.mean(0), face_mean=face * 0.95)
     assert centred.centred and not plain.centred
-    assert LABELS[int(np.argmax(centred.scores(face)))] == "dog"
+    assert LABELS[int(np.argmax(centred.scores(face)[0]))] == "dog"
     assert np.ptp(centred.similarities(face)) > np.ptp(plain.similarities(face))
 
 
@@ -53,8 +53,8 @@ def test_temperature_turns_similarities_into_a_distribution():
     soft = GalleryScoring.build(LABELS, GALLERY, temperature=1.0)
     face = unit([1, 0.2, 0, 0])
     for scoring in (sharp, soft):
-        assert scoring.calibrated and np.isclose(scoring.scores(face).sum(), 1.0)
-    assert sharp.scores(face).max() > soft.scores(face).max()
+        assert scoring.calibrated and np.isclose(scoring.scores(face)[0].sum(), 1.0)
+    assert sharp.scores(face)[0].max() > soft.scores(face)[0].max()
     matcher = LookalikeMatcher(LABELS, sharp)  # auto: a calibrated gallery leads
     assert matcher.primary == "gallery"
 
@@ -70,13 +70,13 @@ def test_bad_parameters_are_refused():
 
 def test_uncalibrated_scores_map_cosine_to_0_1_keeping_the_order():
     scoring = GalleryScoring.build(LABELS, GALLERY)
-    np.testing.assert_allclose(scoring.scores(unit([1, 0, 0, 0])), [1.0, 0.5, 0.5], atol=1e-6)
-    np.testing.assert_allclose(scoring.scores(unit([-1, 0, 0, 0])), [0.0, 0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(scoring.scores(unit([1, 0, 0, 0]))[0], [1.0, 0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(scoring.scores(unit([-1, 0, 0, 0]))[0], [0.0, 0.5, 0.5], atol=1e-6)
 
 
 def test_zero_embedding_scores_neutral_not_nan():
     scoring = GalleryScoring.build(LABELS, GALLERY)
-    np.testing.assert_allclose(scoring.scores(np.zeros(4, np.float32)), 0.5)
+    np.testing.assert_allclose(scoring.scores(np.zeros(4, np.float32))[0], 0.5)
 
 
 def test_smoothing_is_an_exponential_moving_average():
@@ -216,9 +216,10 @@ def test_the_shipped_matcher_adapts_unless_asked_not_to(models_copy):
     tflite = model_path(models_copy, "int8")
     model = LookalikeModel(tflite)
     build = dict(labels=model.labels, embedding_dim=model.contract.embedding_dim)
-    assert not LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build).gallery.adaptive  # no face mean: nothing to adapt
     with np.load(models_copy / "gallery.npz") as data:
         labels, embeddings = data["labels"], data["embeddings"]
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings)
+    assert not LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build).gallery.adaptive  # no face mean: nothing to adapt
     dim = model.contract.embedding_dim
     np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, character_mean=np.zeros(dim, np.float32),
              face_mean=np.full(dim, 0.1, np.float32), temperature=np.float32(0.05))
