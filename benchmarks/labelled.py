@@ -116,6 +116,8 @@ def rank(run: FaceRun, gallery: GalleryScoring, weights: np.ndarray | None, k: i
         person = np.stack([person_terms(t, run.trait_names, run.thresholds) for t in run.traits])  # (N, M)
         agree = (person * weights[None, :]) @ (2.0 * pictures.terms - 1.0).T
     preference = agree + pictures.similarity_weight * run.picture_similarities / gallery.temperature
+    if pictures.plain is not None:
+        preference = preference + pictures.plain_weight * pictures.plain[None, :]
     chosen = np.full(run.similarities.shape, -1, np.int64)
     for g, rows in enumerate(pictures.groups):
         if len(rows):

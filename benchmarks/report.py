@@ -319,7 +319,7 @@ def labelled_faces_section(report: dict[str, Any]) -> list[str]:
              "Nothing here was trained or tuned on: the trait head is trained on the train split, the match's "
              "trait weights are tuned on the validation split.", ""]
     aucs = block.get("trait_auc") or {}
-    lines += ["Trait head, ROC AUC (int8 through the device path): "
+    lines += [f"Trait head, ROC AUC (`{block['model']}` through the device path): "
               + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items()) + ".", ""]
     rows = []
     for trait, with_traits in (shown["sense"]).items():

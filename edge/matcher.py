@@ -231,7 +231,12 @@ class PictureSet:
     embeddings: np.ndarray  # (P, D) unit, in the gallery's (centred) space
     traits: np.ndarray | None = None  # (P, K) 0/1 over ``edge.traits.CHARACTER_TRAITS``
     terms: np.ndarray | None = None  # (P, M) each picture's side of ``edge.traits.TERMS``
-    similarity_weight: float = 0.25  # of the picture's own similarity, when choosing among a character's pictures
+    plain: np.ndarray | None = None  # (P,) 1 for a picture drawn without a skin tone (emoji's default)
+    # Choosing among a character's pictures: the traits first; then a picture without a skin tone
+    # (the device does not estimate skin tone, and the embedding's nearest variant is no estimate of it:
+    # measured, it picked the darkest tone for most faces); the embedding's similarity only breaks ties.
+    plain_weight: float = 0.5
+    similarity_weight: float = 0.001
 
     def __post_init__(self) -> None:
         self.groups = [np.flatnonzero(self.owners == g) for g in range(self.characters)]
@@ -247,6 +252,8 @@ class PictureSet:
         if person is not None and weights is not None and self.terms is not None:
             agree = (agreement(person, self.terms) @ weights).astype(np.float32)
         preference = agree.copy()
+        if self.plain is not None:
+            preference += self.plain_weight * self.plain
         if query is not None:
             preference += self.similarity_weight * (self.embeddings @ query) / temperature
         bonus = np.zeros(count, np.float32)
@@ -407,7 +414,12 @@ def _picture_set(arrays: dict, scoring: GalleryScoring, dim: int, path: Path) ->
         ok = ok and names == CHARACTER_TRAITS and traits.shape == (len(files), len(CHARACTER_TRAITS))
     if not ok:
         raise ModelError(f"{path}: the picture arrays do not fit together or the gallery: run 'make train' again")
-    return PictureSet(files, owners, len(scoring.labels), _unit_rows(embeddings), traits)
+    plain = arrays.get("picture_plain")
+    if plain is not None:
+        plain = np.asarray(plain, dtype=np.float32).reshape(-1)
+        if plain.shape != (len(files),):
+            raise ModelError(f"{path}: picture_plain does not fit the pictures: run 'make train' again")
+    return PictureSet(files, owners, len(scoring.labels), _unit_rows(embeddings), traits, plain=plain)
 
 
 def _trait_weights(arrays: dict, path: Path) -> np.ndarray | None:

@@ -268,6 +268,14 @@ def style_relative(dataset: Dataset, path: Path) -> str:
     return f"{path.parent.parent.name}/{path.parent.name}/{path.name}"
 
 
+SKIN_TONES = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")  # emoji skin tone modifiers, in file names
+
+
+def has_skin_tone(file_name: str) -> bool:
+    """Is the picture an emoji drawn with a skin tone modifier (its code points name one)?"""
+    return any(tone in file_name.lower() for tone in SKIN_TONES)
+
+
 def write_characters(dataset: Dataset, rows: list[int], folder: Path, size: int = 160) -> None:
     """Every shown picture as characters/<class>/<file>.png, and the first of each class also as
     characters/<class>.png (the picture when nothing says which variant)."""
@@ -296,6 +304,7 @@ def picture_arrays(dataset: Dataset, rows: list[int], standardised: np.ndarray, 
 
     arrays = {
         "picture_files": np.array([picture_name(dataset, r) for r in rows]),
+        "picture_plain": np.array([0.0 if has_skin_tone(dataset.train.files[r].name) else 1.0 for r in rows], np.float32),
         "picture_labels": np.array([dataset.train.targets[r] for r in rows], dtype=np.int32),
         "picture_embeddings": l2_normalise(standardised[rows]).astype(np.float32),
     }

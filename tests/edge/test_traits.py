@@ -174,3 +174,14 @@ def test_a_whole_picture_is_ranked_by_the_classifier(tmp_path):
 
 def test_character_traits_vocabulary_is_what_the_terms_read():
     assert {"glasses", "hat", "bald", "white_hair", "blond_hair", "beard", "male", "female"} <= set(CHARACTER_TRAITS)
+
+
+def test_among_equal_pictures_the_one_without_a_skin_tone_is_shown():
+    gallery = scoring()
+    toned = np.array([1.0, 0.0, 1.0, 1.0], np.float32)  # the man's picture of "specs" is drawn with a skin tone
+    gallery.pictures = PictureSet(gallery.pictures.files, gallery.pictures.owners, 3,
+                                  gallery.pictures.embeddings, gallery.pictures.traits, plain=toned)
+    m = LookalikeMatcher(LABELS, gallery, "gallery", FACE_TRAITS, (0.5,) * len(FACE_TRAITS))
+    undecided = answer(m, person(glasses=0.95, male=0.5))
+    assert undecided.best.picture == "specs/woman.png"  # gender says nothing: the plain picture
+    assert answer(m, person(glasses=0.95, male=0.99)).best.picture == "specs/man.png"  # gender wins over plainness
