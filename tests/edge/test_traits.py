@@ -185,3 +185,16 @@ def test_among_equal_pictures_the_one_without_a_skin_tone_is_shown():
     undecided = answer(m, person(glasses=0.95, male=0.5))
     assert undecided.best.picture == "specs/woman.png"  # gender says nothing: the plain picture
     assert answer(m, person(glasses=0.95, male=0.99)).best.picture == "specs/man.png"  # gender wins over plainness
+
+
+def test_mirror_averaging_averages_the_traits_too(tiny_models):
+    from edge.runtime import LookalikeModel, model_path
+
+    model = LookalikeModel(model_path(tiny_models, "float32"))
+    drawing = sorted((ROOT / "data" / "emoji-characters" / "noto" / "vampire").glob("*.png"))[3]
+    from edge.contract import prepare_image, read_rgb
+
+    image = prepare_image(read_rgb(drawing), model.contract)
+    left, right = model.predict(image).traits, model.predict(np.ascontiguousarray(image[:, ::-1])).traits
+    assert not np.allclose(left, right, atol=1e-4)  # the tiny model's traits do depend on the side
+    np.testing.assert_allclose(model.predict_mirrored(image).traits, (left + right) / 2, atol=1e-6)
