@@ -2,6 +2,7 @@
 # First use of any target creates .venv from the pinned dependencies in pyproject.toml.
 #   make demo          train -> convert -> benchmark -> lookalike card for a sample face
 #   make test          the test suite (workstation venv, then the device-only venv)
+#   make traits FACES=dir   rebuild the face-trait head from labelled faces, then the model and its match
 # Variables pass through: make train DATA=path/to/classes WEIGHTS=path/to/weights.h5
 
 PYTHON ?= python3

@@ -137,15 +137,32 @@ def run(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def test_training_with_a_head_for_other_weights_stops_with_one_line(tmp_path):
-    head = TraitHead(FACE_TRAITS, np.ones((4 * 576 // 4, len(FACE_TRAITS)), np.float32), np.zeros(len(FACE_TRAITS), np.float32),
-                     np.full(len(FACE_TRAITS), 0.5, np.float32), "block_12_depthwise_relu", 2, 64, "0" * 64, {})
-    head.save(tmp_path / "head.npz")
-    result = run(["-m", "train", "--models", str(tmp_path / "m"), "--weights", "random", "--size", "64",
-                  "--max-per-class", "1", "--epochs", "1", "--augment-copies", "0", "--traits", str(tmp_path / "head.npz")])
+def random_head(rows: int, size: int = 64) -> TraitHead:
+    rng = np.random.default_rng(0)
+    return TraitHead(FACE_TRAITS, rng.normal(0, 0.01, (rows, len(FACE_TRAITS))).astype(np.float32),
+                     np.zeros(len(FACE_TRAITS), np.float32), np.full(len(FACE_TRAITS), 0.5, np.float32),
+                     "block_12_depthwise_relu", 2, size, "0" * 64, {})
+
+
+QUICK_RANDOM = ["--weights", "random", "--size", "64", "--max-per-class", "1", "--epochs", "1", "--augment-copies", "0"]
+
+
+def test_a_head_for_another_backbone_stops_training_with_one_line(tmp_path):
+    random_head(576).save(tmp_path / "head.npz")  # a 64 px MobileNetV2 gives 576 channels x 2 x 2 = 2304 features
+    result = run(["-m", "train", "--models", str(tmp_path / "m"), *QUICK_RANDOM, "--traits", str(tmp_path / "head.npz")])
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert result.returncode == 1 and len(errors) == 1 and "other backbone weights" in errors[0] and "make traits" in errors[0]
+    assert result.returncode == 1 and len(errors) == 1 and "reads 576 features" in errors[0] and "make traits" in errors[0]
     assert not (tmp_path / "m" / "lookalike.keras").exists()
+
+
+def test_a_head_trained_on_other_weights_is_attached_with_a_warning(tmp_path):
+    random_head(2304).save(tmp_path / "head.npz")
+    result = run(["-m", "train", "--models", str(tmp_path / "m"), *QUICK_RANDOM, "--traits", str(tmp_path / "head.npz")])
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stdout.splitlines() if "trained on other backbone weights" in line]
+    assert len(warnings) == 1 and "make traits" in warnings[0]
+    card = json.loads((tmp_path / "m" / "model_card.json").read_text())
+    assert card["contract"]["traits"] == list(FACE_TRAITS) and card["trait_head"]["same_backbone_weights"] is False
 
 
 def test_make_traits_without_faces_says_what_it_needs():

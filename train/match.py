@@ -13,16 +13,15 @@ It writes the weights to ``data/face-traits/match.json`` (shipped; training copi
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import io
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import labelled
+from convert.files import atomic_write_bytes, atomic_write_json
 from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
 from edge.traits import TERM_NAMES
 from train.traits import MATCH_FILE
@@ -52,34 +51,15 @@ def search(run, gallery, characters, labels, log) -> tuple[dict[str, float], dic
     return weights, labelled.evaluate(run, gallery, labelled.term_weights(weights), characters, labels)
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as out:
-            json.dump(data, out, indent=1)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
-    """Rewrite gallery.npz with the new weights (atomic: a temporary file renamed over it)."""
+    """Rewrite gallery.npz with the new weights, atomically."""
     with np.load(gallery_path, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     arrays["trait_terms"] = np.array(TERM_NAMES)
     arrays["trait_weights"] = labelled.term_weights(weights)
-    handle, temporary = tempfile.mkstemp(prefix=".gallery-", suffix=".npz", dir=gallery_path.parent)
-    os.close(handle)
-    try:
-        np.savez(temporary, **arrays)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, gallery_path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(gallery_path, buffer.getvalue())
 
 
 def summary_line(result: dict) -> str:
@@ -131,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             "tuned_on": {"faces": str(args.faces), "split": "val", "rule": SPLIT_RULE, "found": len(run.files),
                          "missed": len(run.missed), "model": model.path.name, "detector": detector.name},
             "validation": {"without_traits": before, "tuned": after}, "seconds": round(time.time() - started, 1)}
-    write_json_atomic(Path(args.out), data)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(args.out), data)
     update_gallery(Path(args.models) / "gallery.npz", weights)
     print(f"wrote {args.out} and the weights into {Path(args.models) / 'gallery.npz'} [{time.time() - started:.0f} s]")
     return 0

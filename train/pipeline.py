@@ -436,6 +436,13 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
         card = _model_card(config, weights, dataset, contract, metrics, target, separate_val, time.time() - started)
         card["face_domain"] = face_domain
         card["character_traits"] = CHARACTER_TRAITS_FILE if traits is not None else None
+        card["trait_head"] = None if trait_head is None else {
+            "file": str(config.traits or "data/face-traits/trait_head.npz"), "traits": list(trait_head.traits),
+            "feature_layer": trait_head.feature_layer, "backbone_sha256": trait_head.backbone_sha256,
+            "same_backbone_weights": trait_head.metrics.get("same_backbone_weights"),
+            "test_auc": {t: m.get("test_auc") for t, m in trait_head.metrics.get("traits", {}).items()},
+            "licence": trait_head.metrics.get("licence"),
+        }
         (staging / "model_card.json").write_text(json.dumps(card, indent=1))
         publish(staging, models_dir)
     finally:
@@ -450,15 +457,23 @@ def load_trait_head(config: TrainConfig, backbone, contract: InputContract, log)
 
     if not config.use_traits:
         return None
+    path = config.traits or DEFAULT_HEAD
     try:
-        head = TraitHead.load(config.traits or DEFAULT_HEAD)
-        check_compatible(head, backbone, contract)
+        head = TraitHead.load(path)
+        same_weights = check_compatible(head, backbone, contract)
     except TraitHeadError as exc:
         if config.traits:
             raise DatasetError(str(exc)) from exc
         log(f"warning: no face traits: {exc}")
         return None
-    log(f"traits: {', '.join(head.traits)} from {config.traits or DEFAULT_HEAD}")
+    if not same_weights:
+        # Same network, other weights (Keras' ImageNet download is not byte-identical to the copy the
+        # shipped head was trained on): the head still reads the same kind of features, less exactly.
+        log(f"warning: the trait head {path} was trained on other backbone weights (sha256 "
+            f"{head.backbone_sha256[:12]}...): its traits may be less accurate; rebuild it for these weights "
+            "with 'make traits FACES=path/to/labelled/faces', or train with --no-traits")
+    head.metrics["same_backbone_weights"] = same_weights
+    log(f"traits: {', '.join(head.traits)} from {path}")
     return head
 
 

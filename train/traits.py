@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,20 +89,16 @@ class TraitHead:
     metrics: dict
 
     def save(self, path: Path) -> None:
-        """Atomic: a temporary file in the same folder, renamed when complete."""
+        """Atomic (``convert.files.atomic_write_bytes``): a reader never sees half a head."""
+        from convert.files import atomic_write_bytes
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".npz", dir=path.parent)
-        os.close(handle)
-        try:
-            np.savez(temporary, format_version=HEAD_FORMAT, traits=np.array(self.traits), kernel=self.kernel.astype(np.float32),
-                     bias=self.bias.astype(np.float32), thresholds=self.thresholds.astype(np.float32),
-                     feature_layer=self.feature_layer, grid=self.grid, input_size=self.input_size,
-                     backbone_sha256=self.backbone_sha256, metrics=json.dumps(self.metrics))
-            os.chmod(temporary, 0o644)  # mkstemp makes it private; the head is shipped
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        buffer = io.BytesIO()
+        np.savez(buffer, format_version=HEAD_FORMAT, traits=np.array(self.traits), kernel=self.kernel.astype(np.float32),
+                 bias=self.bias.astype(np.float32), thresholds=self.thresholds.astype(np.float32),
+                 feature_layer=self.feature_layer, grid=self.grid, input_size=self.input_size,
+                 backbone_sha256=self.backbone_sha256, metrics=json.dumps(self.metrics))
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "TraitHead":
@@ -167,15 +163,20 @@ def grid_pool_layer(feature_size: int, grid: int):
     return keras.layers.AveragePooling2D(pool_size=pool, strides=pool, name="trait_grid")
 
 
-def check_compatible(head: TraitHead, backbone, contract: InputContract) -> None:
-    """One line when the head was made for another backbone or input size."""
+def check_compatible(head: TraitHead, backbone, contract: InputContract) -> bool:
+    """TraitHeadError (one line) when the head cannot sit on this backbone (another input size, no such
+    layer, another feature count); else whether the backbone's weights are the ones it was trained on."""
     rebuild = "rebuild it with 'make traits FACES=path/to/labelled/faces' (same WEIGHTS), or train with --no-traits"
     if head.input_size != contract.input_size:
         raise TraitHeadError(f"the trait head was trained at {head.input_size} px, this model takes "
                              f"{contract.input_size} px: {rebuild}")
-    if backbone_fingerprint(backbone, head.feature_layer) != head.backbone_sha256:
-        raise TraitHeadError(f"the trait head was trained on other backbone weights (fingerprint "
-                             f"{head.backbone_sha256[:12]}): {rebuild}")
+    tap = tap_layer(backbone, head.feature_layer)
+    side, channels = int(tap.shape[1]), int(tap.shape[-1])
+    features = channels * head.grid * head.grid if side % head.grid == 0 else None
+    if features != head.kernel.shape[0]:
+        raise TraitHeadError(f"the trait head reads {head.kernel.shape[0]} features, this backbone's "
+                             f"{head.feature_layer} gives {channels} channels on a {side}x{side} map: {rebuild}")
+    return backbone_fingerprint(backbone, head.feature_layer) == head.backbone_sha256
 
 
 def trait_branch(tap, head: TraitHead):
