@@ -183,9 +183,8 @@ def traits_path(tmp_path_factory) -> dict[str, Path]:
                   "--size", "96", "--max-per-split", "40"])
     assert result.returncode == 0, result.stderr[-2000:]
     models = work / "models"
-    from conftest import QUICK_TRAIN_ARGS
-
-    result = run(["-m", "train", "--models", str(models), "--weights", str(weights), "--traits", str(head), *QUICK_TRAIN_ARGS])
+    quick = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "15"]
+    result = run(["-m", "train", "--models", str(models), "--weights", str(weights), "--traits", str(head), *quick])
     assert result.returncode == 0, result.stderr[-2000:]
     result = run(["-m", "convert", "--models", str(models), "--variants", "float32,int8", "--rep-size", "40",
                   "--max-val", "60", "--faces", str(faces), "--max-faces", "40"])

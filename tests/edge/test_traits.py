@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 
 from edge.face_traits import FACE_TRAITS
-from edge.matcher import GalleryScoring, LookalikeMatcher, PictureSet, traits_read
-from edge.runtime import Prediction
-from edge.traits import (
-    CHARACTER_TRAITS, TERM_NAMES, TraitsError, characters_matching, read_trait_rules, trait_vector,
-)
+from edge.matcher import LookalikeMatcher, PictureSet, traits_read
+from edge.traits import CHARACTER_TRAITS, TraitsError, characters_matching, read_trait_rules
+from edge_helpers import LABELS, answer, matcher, person, scoring
 
 ROOT = Path(__file__).resolve().parents[2]
 DATASET_TRAITS = ROOT / "data" / "emoji-characters" / "traits.csv"
@@ -70,38 +68,6 @@ def test_the_shipped_table_describes_the_emoji_characters():
 
 
 # ---------------------------------------------------------------- the match
-
-LABELS = ("plain", "specs", "bearded")
-DIM = 4
-
-
-def person(**probabilities: float) -> np.ndarray:
-    """Trait probabilities in FACE_TRAITS order; unspecified traits 0.02 (absent), young 0.9."""
-    values = {name: 0.02 for name in FACE_TRAITS} | {"young": 0.9, "male": 0.5} | probabilities
-    return np.array([values[name] for name in FACE_TRAITS], np.float32)
-
-
-def scoring(weights: float = 2.0) -> GalleryScoring:
-    """Three characters equally similar to every face; pictures: specs (man, woman), bearded, plain."""
-    embeddings = np.tile(np.eye(DIM, dtype=np.float32)[0], (3, 1))
-    gallery = GalleryScoring.build(LABELS, embeddings, temperature=0.05)
-    files = ("plain/a.png", "specs/man.png", "specs/woman.png", "bearded/a.png")
-    owners = np.array([0, 1, 1, 2])
-    traits = np.stack([trait_vector(()), trait_vector(("glasses", "male")), trait_vector(("glasses", "female")),
-                       trait_vector(("beard", "mustache", "male"))])
-    gallery.pictures = PictureSet(files, owners, 3, np.tile(np.eye(DIM, dtype=np.float32)[0], (4, 1)), traits)
-    gallery.trait_weights = np.full(len(TERM_NAMES), weights, np.float32)
-    return gallery
-
-
-def matcher(weights: float = 2.0) -> LookalikeMatcher:
-    return LookalikeMatcher(LABELS, scoring(weights), "gallery", FACE_TRAITS, (0.5,) * len(FACE_TRAITS))
-
-
-def answer(m: LookalikeMatcher, traits: np.ndarray):
-    prediction = Prediction(np.full(3, 1 / 3, np.float32), np.eye(DIM, dtype=np.float32)[0], traits)
-    return m.rank(m.score(prediction))
-
 
 def test_glasses_pull_toward_the_bespectacled_character_and_a_beard_toward_the_bearded():
     m = matcher()

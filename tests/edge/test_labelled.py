@@ -1,19 +1,14 @@
 """The labelled-faces measurement: its vectorised ranking is the device's, and its figures count right."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "edge"))
-
-from benchmarks import labelled  # noqa: E402
-from edge.face_traits import FACE_TRAITS  # noqa: E402
-from edge.runtime import Prediction  # noqa: E402
-from edge.traits import from_threshold  # noqa: E402
-from test_traits import DIM, LABELS, matcher, person  # noqa: E402
+from benchmarks import labelled
+from edge.face_traits import FACE_TRAITS
+from edge.runtime import Prediction
+from edge.traits import from_threshold
+from edge_helpers import DIM, LABELS, matcher, person
 
 
 def face_run(people: list[np.ndarray], labels: list[dict]) -> labelled.FaceRun:
