@@ -73,6 +73,8 @@ def run_faces(model: LookalikeModel, matcher: LookalikeMatcher, faces: LabelledF
     gallery = matcher.gallery
     if gallery is None or gallery.pictures is None or gallery.temperature is None:
         raise ValueError("the model's gallery.npz has no calibrated pictures: run 'make train' and 'make convert' again")
+    if gallery.pictures.traits is None:
+        raise ValueError("the model's gallery.npz has no picture traits (training found no traits.csv beside the data)")
     if not model.contract.has_traits:
         raise ValueError("the model reads no face traits (trained with --no-traits, or the trait head did not fit)")
     rows, traits, sims, pic_sims, missed, crops = [], [], [], [], [], []
@@ -184,9 +186,11 @@ def gender(run: FaceRun, ranking: Ranking, gallery: GalleryScoring) -> dict[str,
             "match": float(right[gendered].mean()) if gendered.any() else None}
 
 
-def trait_auc(run: FaceRun) -> dict[str, float]:
-    return {name: roc_auc(run.labels[:, FACE_TRAITS.index(name)], run.traits[:, t])
+def trait_auc(run: FaceRun) -> dict[str, float | None]:
+    """Per trait ROC AUC, None where the faces hold no positive (or no negative)."""
+    aucs = {name: roc_auc(run.labels[:, FACE_TRAITS.index(name)], run.traits[:, t])
             for t, name in enumerate(run.trait_names) if name in FACE_TRAITS}
+    return {name: (None if value != value else value) for name, value in aucs.items()}
 
 
 def evaluate(run: FaceRun, gallery: GalleryScoring, weights: np.ndarray | None, characters: dict[str, frozenset[str]],
@@ -275,7 +279,7 @@ def labelled_section(models_dir: Path, folder: Path, variant: str, detector_name
 
     try:
         faces = read_labelled_faces(folder).subset("test")
-        if max_faces:
+        if max_faces is not None:
             faces = LabelledFaces(faces.folder, faces.files[:max_faces], faces.labels[:max_faces])
         model = LookalikeModel(model_path(models_dir, variant), num_threads=threads)
         matcher = make_matcher(model, RunOptions(models=Path(models_dir), variant=variant))

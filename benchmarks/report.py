@@ -320,7 +320,7 @@ def labelled_faces_section(report: dict[str, Any]) -> list[str]:
              "trait weights are tuned on the validation split.", ""]
     aucs = block.get("trait_auc") or {}
     lines += [f"Trait head, ROC AUC (`{block['model']}` through the device path): "
-              + ", ".join(f"{k} {v:.3f}" for k, v in aucs.items()) + ".", ""]
+              + ", ".join(f"{k} {MISSING if v is None else format(v, '.3f')}" for k, v in aucs.items()) + ".", ""]
     rows = []
     for trait, with_traits in (shown["sense"]).items():
         plain = block["without_traits"]["sense"][trait]

@@ -48,6 +48,18 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: Path) -> Path:
+    """Fail in a second, not after an hour of work: OSError (one line) when ``path`` cannot be written
+    (a folder, a parent that is a file or cannot be created, a read-only folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, give a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)  # raises for a parent that is a file, or not allowed
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise PermissionError(f"{path} cannot be written (folder {path.parent} is read-only)")
+    return path
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_bytes(path, (json.dumps(data, indent=2) + "\n").encode())
 

@@ -98,12 +98,15 @@ def labelled_face_crops(config: ConvertConfig, contract) -> tuple[np.ndarray, np
     """Face crops of the labelled test split (the device's Haar detector) and their trait labels."""
     if config.faces_dir is None or not contract.has_traits:
         return None
-    from edge.face_traits import LabelledFaces, face_crops, read_labelled_faces
+    from edge.face_traits import FaceTraitsError, LabelledFaces, face_crops, read_labelled_faces
     from edge.faces import HaarFaceDetector
 
     faces = read_labelled_faces(config.faces_dir).subset("test")
     faces = LabelledFaces(faces.folder, faces.files[: config.max_faces], faces.labels[: config.max_faces])
-    crops, rows = face_crops(faces, [HaarFaceDetector()], contract, say)
+    try:
+        crops, rows = face_crops(faces, [HaarFaceDetector()], contract, say)
+    except FaceTraitsError as exc:
+        raise ConvertError(f"{exc} (the test split of --faces, used to check the traits)") from exc
     return crops, faces.labels[rows]
 
 
@@ -114,14 +117,16 @@ def trait_check(model, staging: Path, config: ConvertConfig, contract, checks) -
 
     found = labelled_face_crops(config, contract)
     if found is None:
+        if config.faces_dir is not None:
+            say("note: this model reads no face traits (trained with --no-traits, or without a head that fits): --faces is not used")
         return None
     crops, labels = found
     say(f"checking the traits on {len(crops)} labelled test faces ...")
     reference = verify.keras_outputs(model, crops)
 
     def aucs(traits: np.ndarray) -> dict[str, float]:
-        return {name: round(roc_auc(labels[:, FACE_TRAITS.index(name)], traits[:, t]), 4)
-                for t, name in enumerate(contract.traits)}
+        values = {name: roc_auc(labels[:, FACE_TRAITS.index(name)], traits[:, t]) for t, name in enumerate(contract.traits)}
+        return {name: (None if v != v else round(v, 4)) for name, v in values.items()}  # None: no positive here
 
     result = {"faces": len(crops), "source": str(config.faces_dir), "split": "test", "keras_auc": aucs(reference.traits),
               "variants": {}}
@@ -130,7 +135,7 @@ def trait_check(model, staging: Path, config: ConvertConfig, contract, checks) -
         same, diff = verify.trait_agreement(outputs, reference, contract.trait_thresholds)
         check.trait_agreement, check.trait_max_abs_diff = same, diff
         result["variants"][check.variant] = {"auc": aucs(outputs.traits), "agreement": same, "max_abs_diff": diff}
-        say(f"  {check.variant}: trait agreement {same:.1%}, AUC " + ", ".join(f"{k} {v:.3f}" for k, v in result["variants"][check.variant]["auc"].items()))
+        say(f"  {check.variant}: trait agreement {same:.1%}, AUC " + ", ".join(f"{k} {v}" for k, v in result["variants"][check.variant]["auc"].items()))
     return result
 
 

@@ -429,7 +429,10 @@ def _trait_weights(arrays: dict, path: Path) -> np.ndarray | None:
     if terms != TERM_NAMES:
         raise ModelError(f"{path}: its trait weights are for the terms {', '.join(terms) or '(none)'}, this "
                          f"device matches by {', '.join(TERM_NAMES)}: run 'make train' again")
-    return np.asarray(arrays["trait_weights"], dtype=np.float32).reshape(-1)
+    weights = np.asarray(arrays["trait_weights"], dtype=np.float32).reshape(-1)
+    if weights.shape != (len(TERM_NAMES),) or not np.all(np.isfinite(weights)):
+        raise ModelError(f"{path}: trait_weights must be {len(TERM_NAMES)} numbers, one per term: run 'make train' again")
+    return weights
 
 
 def _optional_vector(arrays: dict, key: str, dim: int, path: Path) -> np.ndarray | None:

@@ -28,6 +28,8 @@ def temporary_name(path: Path) -> Path:
 
 
 def _check_folder(path: Path) -> None:
+    if path.is_dir():
+        raise OutputError(f"cannot write {path}: it is a folder, give a file name")
     if not path.parent.is_dir():
         raise OutputError(f"cannot write {path}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):

@@ -232,3 +232,33 @@ def test_the_benchmark_reports_the_labelled_test_split(traits_path, tmp_path):
     assert set(block["trait_auc"]) == set(FACE_TRAITS)
     assert block["stability"]["faces"] == block["without_traits"]["faces"]
     assert "Labelled faces" in (tmp_path / "benchmark.md").read_text()
+
+
+# ---------------------------------------------------------------- hostile input (each failed before its fix)
+
+
+def test_a_truncated_head_file_is_one_error(tmp_path):
+    random_head(2304).save(tmp_path / "head.npz")
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "head.npz").read_bytes()[:5000])
+    with pytest.raises(TraitHeadError, match="is not a readable trait head"):
+        TraitHead.load(tmp_path / "cut.npz")
+
+
+def test_undefined_metrics_are_null_not_nan():
+    from train.traits import finite
+
+    assert finite(float("nan")) is None and finite(0.123456) == 0.1235
+
+
+@pytest.mark.parametrize("command, words", [
+    (["-m", "train.traits", "--faces", "nowhere", "--out", "{tmp}"], "is a folder"),
+    (["-m", "train.traits", "--faces", "nowhere", "--out", "{tmp}/file.txt/head.npz"], "cannot write"),
+    (["-m", "train.traits", "--faces", "nowhere", "--size", "50"], "out of range"),
+    (["-m", "train.match", "--faces", "nowhere", "--max-faces", "0"], "--max-faces must be at least 1"),
+    (["-m", "train.match", "--faces", "nowhere", "--out", "{tmp}"], "is a folder"),
+])
+def test_bad_arguments_and_outputs_fail_before_any_work(tmp_path, command, words):
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    result = run([part.replace("{tmp}", str(tmp_path)) for part in command], timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0 and len(errors) == 1 and errors[0].startswith("error:") and words in errors[0], result.stderr

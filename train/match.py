@@ -18,19 +18,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks import labelled
-from convert.files import atomic_write_bytes, atomic_write_json
-from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
-from edge.traits import TERM_NAMES
-from train.traits import MATCH_FILE
 
 GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
 PASSES = 3
 
 
 def search(run, gallery, characters, labels, log) -> tuple[dict[str, float], dict]:
+    from benchmarks import labelled
+    from edge.traits import TERM_NAMES
+
     weights = {name: 1.0 for name in TERM_NAMES}
 
     def value(w):
@@ -52,7 +48,13 @@ def search(run, gallery, characters, labels, log) -> tuple[dict[str, float], dic
 
 
 def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
-    """Rewrite gallery.npz with the new weights, atomically."""
+    """Rewrite gallery.npz with the new weights, atomically, and the models folder's manifest with it."""
+    import numpy as np
+
+    from benchmarks import labelled
+    from convert.files import MANIFEST_NAME, atomic_write_bytes, write_manifest
+    from edge.traits import TERM_NAMES
+
     with np.load(gallery_path, allow_pickle=False) as data:
         arrays = {key: data[key] for key in data.files}
     arrays["trait_terms"] = np.array(TERM_NAMES)
@@ -60,6 +62,8 @@ def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(gallery_path, buffer.getvalue())
+    if (gallery_path.parent / MANIFEST_NAME).is_file():
+        write_manifest(gallery_path.parent)  # its sha256 of gallery.npz would be stale
 
 
 def summary_line(result: dict) -> str:
@@ -77,18 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="models", help="folder with the converted model and gallery.npz")
     parser.add_argument("--variant", default="int8", help="which converted model to run (the device's)")
     parser.add_argument("--detector", default=None, help="YuNet .onnx (default: the device's Haar cascade)")
-    parser.add_argument("--out", default=str(MATCH_FILE), help="where the weights are written")
+    parser.add_argument("--out", default=None, help="where the weights are written [default: data/face-traits/match.json]")
     parser.add_argument("--max-faces", type=int, default=None, help="at most this many validation faces (quick runs)")
     args = parser.parse_args(argv)
-    from edge.faces import DetectorError, make_face_detector
-    from edge.live import RunOptions, make_matcher
-    from edge.runtime import LookalikeModel, ModelError, model_path
-    from edge.traits import TraitsError
-
+    if args.max_faces is not None and args.max_faces < 1:
+        print("error: --max-faces must be at least 1", file=sys.stderr)
+        return 2
     started = time.time()
     try:
+        from benchmarks import labelled
+        from convert.files import atomic_write_json, check_writable
+        from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
+        from edge.faces import DetectorError, make_face_detector
+        from edge.live import RunOptions, make_matcher
+        from edge.runtime import LookalikeModel, ModelError, model_path
+        from edge.traits import TERM_NAMES, TraitsError
+        from train.traits import MATCH_FILE
+
+        out = Path(args.out) if args.out else MATCH_FILE
+        gallery_path = Path(args.models) / "gallery.npz"
+        for path in (out, gallery_path):  # both are written at the end: fail now, not after the run
+            check_writable(path)
         faces = read_labelled_faces(args.faces).subset("val")
-        if args.max_faces:
+        if args.max_faces is not None:
             faces = LabelledFaces(faces.folder, faces.files[: args.max_faces], faces.labels[: args.max_faces])
         model = LookalikeModel(model_path(args.models, args.variant))
         matcher = make_matcher(model, RunOptions(models=Path(args.models), variant=args.variant))
@@ -101,22 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"without traits: {summary_line(before)}", flush=True)
         weights, after = search(run, gallery, characters, model.labels, lambda m: print(m, flush=True))
         print(f"tuned: {summary_line(after)}", flush=True)
+        data = {"format_version": 1, "weights": weights, "terms": list(TERM_NAMES),
+                "tuned_on": {"faces": str(args.faces), "split": "val", "rule": SPLIT_RULE, "found": len(run.files),
+                             "missed": len(run.missed), "model": model.path.name, "detector": detector.name},
+                "validation": {"without_traits": before, "tuned": after}, "seconds": round(time.time() - started, 1)}
+        # The device's copy first: if the shipped file then failed, the models folder is still consistent.
+        update_gallery(gallery_path, weights)
+        atomic_write_json(out, data)
     except (FaceTraitsError, ModelError, DetectorError, TraitsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write the weights: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
-    data = {"format_version": 1, "weights": weights, "terms": list(TERM_NAMES),
-            "tuned_on": {"faces": str(args.faces), "split": "val", "rule": SPLIT_RULE, "found": len(run.files),
-                         "missed": len(run.missed), "model": model.path.name, "detector": detector.name},
-            "validation": {"without_traits": before, "tuned": after}, "seconds": round(time.time() - started, 1)}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(args.out), data)
-    update_gallery(Path(args.models) / "gallery.npz", weights)
-    print(f"wrote {args.out} and the weights into {Path(args.models) / 'gallery.npz'} [{time.time() - started:.0f} s]")
+    print(f"wrote {out} and the weights into {gallery_path} [{time.time() - started:.0f} s]")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,7 @@ class TraitHead:
                            str(data["backbone_sha256"]), json.loads(str(data["metrics"])))
         except TraitHeadError:
             raise
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise TraitHeadError(f"{path} is not a readable trait head ({exc}): {rebuild}") from exc
         t = len(head.traits)
         if head.kernel.ndim != 2 or head.kernel.shape[1] != t or head.bias.shape != (t,) or head.thresholds.shape != (t,):
@@ -225,6 +226,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndar
     return result.x[:d], float(result.x[d])
 
 
+def finite(value: float) -> float | None:
+    """A metric for JSON: rounded, or None where it is undefined (a split without positives)."""
+    return None if value != value else round(float(value), 4)
+
+
 def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     candidates = np.linspace(0.05, 0.95, 91)
     best, best_f1 = 0.5, -1.0
@@ -274,10 +280,10 @@ def train_head(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], l
         bias[t] = a * (b - float((w / std) @ mean)) + c
         p_val = 1.0 / (1.0 + np.exp(-(x_val @ kernel[:, t] + bias[t])))
         thresholds[t] = best_f1_threshold(y_val, p_val)
-        metrics[trait] = {"l2": strength, "val_auc": round(val_auc, 4), "val_positives": int(y_val.sum()),
+        metrics[trait] = {"l2": strength, "val_auc": finite(val_auc), "val_positives": int(y_val.sum()),
                           "val_calibration_error": round(calibration_error(y_val, p_val), 4),
                           "threshold": round(float(thresholds[t]), 2)}
-        log(f"  {trait:11s} val AUC {val_auc:.3f} (l2 {strength}), threshold {thresholds[t]:.2f}, "
+        log(f"  {trait:11s} val AUC {metrics[trait]['val_auc']} (l2 {strength}), threshold {thresholds[t]:.2f}, "
             f"calibration error {metrics[trait]['val_calibration_error']:.3f}")
     return kernel.astype(np.float32), bias.astype(np.float32), thresholds.astype(np.float32), metrics
 
@@ -315,7 +321,7 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
     for t, trait in enumerate(FACE_TRAITS):
         p = 1.0 / (1.0 + np.exp(-(features["test"] @ kernel[:, t] + bias[t])))
         y = labels["test"][:, t]
-        metrics[trait]["test_auc"] = round(roc_auc(y, p), 4)
+        metrics[trait]["test_auc"] = finite(roc_auc(y, p))
         metrics[trait]["test_positives"] = int(y.sum())
     head = TraitHead(FACE_TRAITS, kernel, bias, thresholds, TRAIT_LAYER, GRID, input_size,
                      backbone_fingerprint(backbone, TRAIT_LAYER),
@@ -323,7 +329,7 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
                       "detectors": [d.name for d in detectors], "seconds": round(time.time() - started, 1),
                       "licence": "trained on CelebA attributes: non-commercial research use only"})
     head.save(out)
-    log("test AUC: " + ", ".join(f"{t} {metrics[t]['test_auc']:.3f}" for t in FACE_TRAITS))
+    log("test AUC: " + ", ".join(f"{t} {metrics[t]['test_auc']}" for t in FACE_TRAITS))
     log(f"wrote {out} in {time.time() - started:.0f} s")
     return head
 
@@ -338,17 +344,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="model input size (the character model's)")
     parser.add_argument("--max-per-split", type=int, default=None, help="at most this many pictures per split (quick runs)")
     args = parser.parse_args(argv)
-    from edge.faces import DetectorError
-    from train.model import WeightsError
-
     if args.max_per_split is not None and args.max_per_split < 1:
         print("error: --max-per-split must be at least 1", file=sys.stderr)
         return 2
+    if not 96 <= args.size <= 224:
+        print(f"error: --size {args.size} is out of range (96..224, the sizes a model can be trained at)", file=sys.stderr)
+        return 2
     try:
+        from convert.files import check_writable
+        from edge.faces import DetectorError
+        from train.model import WeightsError
+
+        check_writable(Path(args.out))
         build(Path(args.faces), Path(args.out), args.weights, args.detector, args.size, args.max_per_split,
               log=lambda m: print(m, flush=True))
     except (FaceTraitsError, TraitHeadError, WeightsError, DetectorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the trait head file was not changed", file=sys.stderr)

@@ -57,3 +57,13 @@ def test_the_lift_goal_reads_the_two_shares():
                                                      (0.64, 0.28, 0.5), (0.14, 0.28, -0.5)])
 def test_evidence_counts_from_the_threshold(p, threshold, evidence):
     assert from_threshold(p, threshold) == pytest.approx(evidence)
+
+
+def test_a_gallery_without_picture_traits_is_one_error():
+    from edge.matcher import PictureSet
+
+    m = matcher()
+    pictures = m.gallery.pictures
+    m.gallery.pictures = PictureSet(pictures.files, pictures.owners, 3, pictures.embeddings)  # no traits
+    with pytest.raises(ValueError, match="no picture traits"):
+        labelled.run_faces(None, m, None, None)

@@ -164,3 +164,23 @@ def test_mirror_averaging_averages_the_traits_too(tiny_models):
     left, right = model.predict(image).traits, model.predict(np.ascontiguousarray(image[:, ::-1])).traits
     assert not np.allclose(left, right, atol=1e-4)  # the tiny model's traits do depend on the side
     np.testing.assert_allclose(model.predict_mirrored(image).traits, (left + right) / 2, atol=1e-6)
+
+
+def test_trait_weights_of_the_wrong_length_are_refused(models_copy):
+    from edge.runtime import LookalikeModel, ModelError, model_path
+
+    with np.load(models_copy / "gallery.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    np.savez(models_copy / "gallery.npz", **(arrays | {"trait_weights": arrays["trait_weights"][:3]}))
+    model = LookalikeModel(model_path(models_copy, "int8"))
+    with pytest.raises(ModelError, match="trait_weights must be 8 numbers"):
+        LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim)
+
+
+def test_json_naming_a_folder_is_one_line_before_the_run(tmp_path, hopper_photo, capsys):
+    from edge_helpers import run_cli
+
+    code, _, err = run_cli([hopper_photo, "--models", ROOT / "tests" / "fixtures" / "tiny_models", "--no-window",
+                            "--json", tmp_path], capsys)
+    assert code == 1 and err.count("\n") == 1 and "is a folder" in err
+    assert not list(tmp_path.iterdir())  # no .partial left behind
