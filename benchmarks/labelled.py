@@ -111,21 +111,12 @@ class Ranking:
 def rank(run: FaceRun, gallery: GalleryScoring, weights: np.ndarray | None, k: int = TOP_K) -> Ranking:
     """Every face's top-k characters and pictures under ``weights`` (None: no traits), exactly as
     ``GalleryScoring.scores`` ranks them, vectorised over faces."""
-    pictures = gallery.pictures
-    logits = run.similarities / gallery.temperature
-    agree = np.zeros(run.picture_similarities.shape, np.float32)
+    person = None
     if weights is not None:
         person = np.stack([person_terms(t, run.trait_names, run.thresholds) for t in run.traits])  # (N, M)
-        agree = (person * weights[None, :]) @ (2.0 * pictures.terms - 1.0).T
-    preference = agree + pictures.similarity_weight * run.picture_similarities / gallery.temperature
-    if pictures.plain is not None:
-        preference = preference + pictures.plain_weight * pictures.plain[None, :]
-    chosen = np.full(run.similarities.shape, -1, np.int64)
-    for g, rows in enumerate(pictures.groups):
-        if len(rows):
-            best = rows[np.argmax(preference[:, rows], axis=1)]
-            chosen[:, g] = best
-            logits[:, g] = logits[:, g] + agree[np.arange(len(best)), best]
+    bonus, chosen = gallery.pictures.choose_many(run.picture_similarities, person, weights, gallery.temperature,
+                                                 len(run.similarities))
+    logits = run.similarities / gallery.temperature + bonus
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     return Ranking(top, chosen)
 

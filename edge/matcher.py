@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from edge.runtime import ModelError, Prediction, sidecar_path
-from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, agreement, person_terms, picture_terms
+from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, person_terms, picture_terms
 
 METHODS = ("auto", "classifier", "gallery")
 
@@ -247,21 +247,30 @@ class PictureSet:
                temperature: float) -> tuple[np.ndarray, np.ndarray]:
         """Per character: the trait agreement of its chosen picture (added to its logit) and the
         picture's index (-1 for a character without pictures)."""
-        count = len(self.groups)
-        agree = np.zeros(len(self.files), np.float32)
+        similarities = None if query is None else (self.embeddings @ query)[None, :]
+        bonus, chosen = self.choose_many(similarities, None if person is None else person[None, :], weights,
+                                         temperature, 1)
+        return bonus[0], chosen[0]
+
+    def choose_many(self, similarities: np.ndarray | None, person: np.ndarray | None, weights: np.ndarray | None,
+                    temperature: float, faces: int) -> tuple[np.ndarray, np.ndarray]:
+        """``choose`` for many faces at once: ``similarities`` (N, P) each face's cosine with every
+        picture, ``person`` (N, M) each face's side of the terms; returns (N, G) bonus and chosen."""
+        agree = np.zeros((faces, len(self.files)), np.float32)
         if person is not None and weights is not None and self.terms is not None:
-            agree = (agreement(person, self.terms) @ weights).astype(np.float32)
+            agree = ((person * weights[None, :]) @ (2.0 * self.terms - 1.0).T).astype(np.float32)
         preference = agree.copy()
         if self.plain is not None:
-            preference += self.plain_weight * self.plain
-        if query is not None:
-            preference += self.similarity_weight * (self.embeddings @ query) / temperature
-        bonus = np.zeros(count, np.float32)
-        chosen = np.full(count, -1, np.int64)
+            preference += self.plain_weight * self.plain[None, :]
+        if similarities is not None:
+            preference += self.similarity_weight * similarities / temperature
+        bonus = np.zeros((faces, len(self.groups)), np.float32)
+        chosen = np.full((faces, len(self.groups)), -1, np.int64)
+        every = np.arange(faces)
         for g, rows in enumerate(self.groups):
             if len(rows):
-                best = rows[int(np.argmax(preference[rows]))]
-                bonus[g], chosen[g] = agree[best], best
+                best = rows[np.argmax(preference[:, rows], axis=1)]
+                bonus[:, g], chosen[:, g] = agree[every, best], best
         return bonus, chosen
 
     def traits_of(self, index: int) -> frozenset[str]:

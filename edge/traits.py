@@ -122,11 +122,6 @@ def picture_terms(traits: np.ndarray) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(-1, len(TERMS))
 
 
-def agreement(person: np.ndarray, pictures: np.ndarray) -> np.ndarray:
-    """(P, M) per picture and term: a (2b - 1), in -1..1."""
-    return (2.0 * pictures - 1.0) * person[None, :]
-
-
 # ---------------------------------------------------------------- tables
 
 
