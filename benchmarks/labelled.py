@@ -273,7 +273,7 @@ def labelled_section(models_dir: Path, folder: Path, variant: str, detector_name
         if max_faces is not None:
             faces = LabelledFaces(faces.folder, faces.files[:max_faces], faces.labels[:max_faces])
         model = LookalikeModel(model_path(models_dir, variant), num_threads=threads)
-        matcher = make_matcher(model, RunOptions(models=Path(models_dir), variant=variant))
+        matcher = make_matcher(model, RunOptions(models=Path(models_dir), variant=variant))[0]
         detector = make_face_detector(detector_name)
         characters = character_table(Path(models_dir), model.labels)
         progress = Progress("labelled faces", len(faces), enabled=show_progress)

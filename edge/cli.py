@@ -4,10 +4,14 @@
     python -m edge --source picamera                 # Raspberry Pi camera module
     python -m edge clip.mp4 --no-window --output annotated.mp4 --json results.jsonl
     python -m edge photo.jpg --card card.png --no-window
+    python -m edge --serve --source picamera         # live view in a browser: http://127.0.0.1:8000/
+    python -m edge enroll NAME pictures...           # add a character of your own (see edge/enroll.py)
+    python -m edge service --source picamera         # print a systemd unit that runs --serve at boot
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -17,10 +21,12 @@ from edge.matcher import METHODS
 from edge.outputs import OutputError
 from edge.pipeline import PipelineOptions
 from edge.runtime import VARIANTS, ModelError
+from edge.serve import ServeError, ServeOptions
 from edge.sources import SourceError
+from edge.state import StateError
 from edge.tracking import TrackerSettings
 
-USER_ERRORS = (ModelError, SourceError, DetectorError, OutputError, WindowError, NoFaceError)
+USER_ERRORS = (ModelError, SourceError, DetectorError, OutputError, WindowError, NoFaceError, ServeError, StateError)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,6 +37,36 @@ def _size(text: str) -> tuple[int, int]:
     if width < 16 or height < 16:
         raise argparse.ArgumentTypeError(f"camera size {text} is too small")
     return width, height
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1..65535 (0: any free port), got {text!r}")
+    return value
+
+
+def _stream_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.5 <= value <= 60:
+        raise argparse.ArgumentTypeError(f"expected frames per second between 0.5 and 60, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -104,6 +140,26 @@ def build_parser() -> argparse.ArgumentParser:
                         help="classify each crop once instead of averaging it with its mirror image "
                              "(faster; the answer then depends on which way the face is turned)")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    serve = parser.add_argument_group("live view in a browser (headless devices)")
+    serve.add_argument("--serve", action="store_true",
+                       help="serve the live view at http://HOST:PORT/ instead of opening a window")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on; anything but this machine needs --token (0.0.0.0: every network)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument("--token", default=None,
+                       help="secret viewers add as ?token=... [default: $LOOKALIKE_TOKEN]")
+    serve.add_argument("--stream-fps", type=_stream_fps, default=ServeOptions().stream_fps,
+                       help="frames per second sent to viewers at most (the camera loop may run faster)")
+    serve.add_argument("--camera-retries", type=_count, default=30,
+                       help="with --serve, how often a missing or lost camera is reopened (2 s apart) before giving up")
+    serve.add_argument("--unpaced", action="store_true",
+                       help="with --serve and a video file: process it as fast as possible, once (for measuring)")
+    state = parser.add_argument_group("what the device keeps between runs")
+    state.add_argument("--state", type=Path, default=None,
+                       help="folder for the learned face mean and the enrolled characters [default: $LOOKALIKE_STATE, "
+                            "else ~/.local/state/cartoon-lookalike]")
+    state.add_argument("--reset-state", action="store_true",
+                       help="forget the learned face mean and the enrolled characters before starting")
     return parser
 
 
@@ -112,6 +168,10 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         parser.error("give the input either as an argument or with --source, not both")
     if args.astronaut and (args.input is not None or args.source is not None):
         parser.error("--astronaut replaces the input: drop the photo or --source")
+    if args.serve and args.astronaut:
+        parser.error("--serve shows a camera or a video: drop --astronaut")
+    if args.serve and args.card:
+        parser.error("--serve runs until stopped: make a card from a photo instead (drop --card)")
     try:
         pipeline = PipelineOptions(
             detect_every=args.detect_every,
@@ -131,7 +191,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         variant=args.variant,
         threads=args.threads,
         detector=args.detector,
-        show_window=not args.no_window,
+        show_window=not args.no_window and not args.serve,
         output=args.output,
         json_path=args.json_path,
         card=args.card,
@@ -143,10 +203,23 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         camera_size=args.camera_size,
         quiet=args.quiet,
         pipeline=pipeline,
+        serve=ServeOptions(args.host, args.port, args.token or os.environ.get("LOOKALIKE_TOKEN") or None,
+                           args.stream_fps) if args.serve else None,
+        state=args.state,
+        reset_state=args.reset_state,
+        camera_retries=args.camera_retries,
+        paced=not args.unpaced,
     )
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["enroll"]:
+        from edge.enroll import main as enroll_main
+        return enroll_main(argv[1:])
+    if argv[:1] == ["service"]:
+        from edge.service import main as service_main
+        return service_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     options = options_from_args(args, parser)

@@ -8,6 +8,7 @@ is counted and skipped instead of ending the program.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections import deque
@@ -19,13 +20,16 @@ import cv2
 import numpy as np
 
 from edge.card import main_face, save_card
+from edge.enrolment import EnrolledGallery
 from edge.faces import make_face_detector
 from edge.matcher import LookalikeMatcher
 from edge.outputs import JsonLinesWriter, annotated_output, check_image_path
 from edge.overlay import CharacterPictures, draw_frame
 from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
 from edge.runtime import LookalikeModel, model_path, sidecar_path
+from edge.serve import LiveView, LookalikeServer, ServeOptions, start_server
 from edge.sources import Frame, FrameSource, SourceError, astronaut_source, open_source
+from edge.state import FaceMeanKeeper, StateFolder
 
 WINDOW_NAME = "Cartoon lookalike"
 ESC = 27
@@ -55,6 +59,11 @@ class RunOptions:
     fps_window: int = 10  # frames the shown FPS and stage times are averaged over
     quiet: bool = False
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
+    serve: ServeOptions | None = None  # --serve: the live view in a browser
+    state: Path | None = None  # the state folder (None: edge.state.default_state_folder())
+    reset_state: bool = False  # forget the learned face mean and the enrolled characters first
+    camera_retries: int = 30  # --serve: how often a lost camera is reopened (2 s apart) before giving up
+    paced: bool = True  # --serve with a video file: play it at its frame rate (and from the start again)
 
 
 @dataclass
@@ -273,15 +282,50 @@ def open_run_source(options: RunOptions) -> FrameSource:
     return astronaut_source() if options.astronaut else open_source(options.source, options.camera_size)
 
 
-def make_matcher(model: LookalikeModel, options: RunOptions) -> LookalikeMatcher:
-    """The matcher the model was shipped with. A whole picture (``--full-frame``, a drawing) is
-    ranked by the classifier unless ``--match`` says otherwise: the gallery is centred for faces."""
-    method = "classifier" if options.match == "auto" and options.pipeline.full_frame else options.match
+def make_matcher(model: LookalikeModel, options: RunOptions, state: StateFolder | None = None
+                 ) -> tuple[LookalikeMatcher, EnrolledGallery | None]:
+    """The matcher the model was shipped with, plus the characters enrolled in ``state``.
+
+    A whole picture (``--full-frame``, a drawing) is compared with the gallery as a drawing, and
+    ranked by the classifier unless ``--match`` says otherwise or characters are enrolled (the
+    classifier cannot name those)."""
     contract = model.contract
     traits = contract.traits if options.use_traits else ()
     thresholds = contract.trait_thresholds if options.use_traits else ()
-    return LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, contract.embedding_dim, method,
-                                         options.adapt_faces, traits, thresholds)
+    full_frame = options.pipeline.full_frame
+    matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, contract.embedding_dim,
+                                            options.match, options.adapt_faces, traits, thresholds)
+    enrolled = None
+    if matcher.gallery is not None:
+        matcher.gallery.drawings = full_frame
+        if state is not None:
+            enrolled = EnrolledGallery(model, state, matcher.gallery)
+            refreshed = enrolled.refresh(matcher.gallery, force=True)
+            if refreshed is not None:
+                matcher.gallery = refreshed
+    choose_method(matcher, options, enrolled)
+    return matcher, enrolled
+
+
+def choose_method(matcher: LookalikeMatcher, options: RunOptions, enrolled: EnrolledGallery | None) -> None:
+    if options.match == "auto" and options.pipeline.full_frame:
+        matcher.method = "gallery" if enrolled is not None and enrolled.names else "classifier"
+
+
+def install_sigterm() -> object:
+    """SIGTERM (systemd stopping the service, ``kill``) ends the run like Ctrl-C: outputs and the
+    learned state are saved on the way out. Returns the handler it replaced (for ``restore``)."""
+    def stop(signum, frame):  # noqa: ARG001 - the signal module's signature
+        raise KeyboardInterrupt
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        return None  # not the main thread (a test running the loop in a thread): keep the default
+
+
+def restore_sigterm(previous: object) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
@@ -289,31 +333,120 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
 
     ``source`` replaces ``options.source`` (frames already in memory, a benchmark's own reader).
     """
-    model = LookalikeModel(model_path(options.models, options.variant), num_threads=options.threads)
-    matcher = make_matcher(model, options)
-    detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
-    pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
-    source = source if source is not None else open_run_source(options)
+    state = StateFolder(options.state)
+    if options.reset_state:
+        state.check_writable()
+        removed = state.reset()
+        if not options.quiet:
+            print(f"state reset in {state.folder}: " + (", ".join(removed) if removed else "nothing was saved"),
+                  file=sys.stderr)
+    server = None
+    previous_sigterm = None
+    if options.serve is not None:
+        state.check_writable()
+        server = start_server(options.serve, CharacterPictures(None))  # fails now on a taken port or host
     try:
-        return LookalikeLoop(options, model, pipeline, source).run()
+        model = LookalikeModel(model_path(options.models, options.variant), num_threads=options.threads)
+        matcher, enrolled = make_matcher(model, options, state)
+        detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
+        pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
+        if server is not None:
+            server.view.pictures = CharacterPictures(characters_folder(model), state.pictures_folder)
+            previous_sigterm = install_sigterm()
+            if not options.quiet:
+                print(f"live view: {server.url}", file=sys.stderr, flush=True)
+            return serve_loop(options, model, pipeline, state, enrolled, server, source)
+        source = source if source is not None else open_run_source(options)
+        try:
+            loop = LookalikeLoop(options, model, pipeline, source, state, enrolled)
+            if source.live:
+                previous_sigterm = install_sigterm()
+            return loop.run()
+        finally:
+            source.close()
     finally:
-        source.close()
+        restore_sigterm(previous_sigterm)
+        if server is not None:
+            server.stop()
+
+
+def serve_loop(options: RunOptions, model: LookalikeModel, pipeline: LookalikePipeline, state: StateFolder,
+               enrolled: EnrolledGallery | None, server: LookalikeServer, source: FrameSource | None) -> RunSummary:
+    """``--serve``: the loop feeding the live view. A camera that cannot be opened or goes away is
+    reopened every 2 s, the attempts counted on the page and on stderr, up to ``camera_retries``."""
+    view = server.view
+    attempts = 0
+    keeper = None
+    while True:
+        try:
+            current = source if source is not None else open_run_source(options)
+        except SourceError as exc:
+            attempts += 1
+            if attempts > options.camera_retries:
+                raise
+            _camera_trouble(view, exc, attempts, options)
+            continue
+        source = None  # a given source is used once; afterwards the options' source is reopened
+        try:
+            loop = LookalikeLoop(options, model, pipeline, current, state, enrolled, view, keeper)
+            keeper = loop.face_keeper
+            summary = loop.run()
+            attempts = 0
+        except SourceError as exc:
+            attempts = 0 if view.frames_published else attempts
+            attempts += 1
+            if attempts > options.camera_retries:
+                raise
+            _camera_trouble(view, exc, attempts, options)
+            pipeline.reset()
+            continue
+        finally:
+            current.close()
+        if summary.stopped_by == "end" and options.paced and not current.still and options.max_frames is None:
+            pipeline.reset()
+            continue  # a recorded video stands in for a camera: play it again
+        return summary
+
+
+def _camera_trouble(view: LiveView, exc: Exception, attempt: int, options: RunOptions) -> None:
+    message = f"{exc} (retry {attempt} of {options.camera_retries} in 2 s)"
+    view.set_status("camera", message)
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    time.sleep(2.0)
 
 
 class LookalikeLoop:
     """One run over one source: the loop, its outputs, its window and its statistics."""
 
-    def __init__(self, options: RunOptions, model: LookalikeModel, pipeline: LookalikePipeline, source: FrameSource):
+    def __init__(self, options: RunOptions, model: LookalikeModel, pipeline: LookalikePipeline, source: FrameSource,
+                 state: StateFolder | None = None, enrolled: EnrolledGallery | None = None,
+                 view: LiveView | None = None, face_keeper: FaceMeanKeeper | None = None):
         self.options = options
         self.model = model
         self.pipeline = pipeline
         self.source = source
-        self.pictures = CharacterPictures(characters_folder(model))
+        self.state = state
+        self.enrolled = enrolled if not source.still else None  # pictures: enrolled once, at the start
+        self.view = view
+        if view is not None and enrolled is not None:
+            view.enrolled = list(enrolled.names)
+        self.pictures = view.pictures if view is not None else CharacterPictures(
+            characters_folder(model), state.pictures_folder if state is not None else None)
+        # A camera (or the live view) keeps what it learns about faces for the next run.
+        self.face_keeper = face_keeper
+        gallery = pipeline.matcher.gallery
+        if (face_keeper is None and state is not None and (source.live or view is not None)
+                and gallery is not None and gallery.faces is not None):
+            if view is None:
+                state.check_writable()
+            self.face_keeper = FaceMeanKeeper(state, gallery.faces, str(model.sidecar.get("tflite_sha256", "")))
         self.summary = RunSummary(interpreter=model.interpreter_module, still=source.still)
         self.fps_meter = FpsMeter(options.fps_window)
         self.averages = StageAverages(options.fps_window)
         self.paused = False
         self._last_shown = 0.0
+        self._fps: float | None = None
+        self._next_due: float | None = None
         # The most recent frame with a face, and its main face: what a card shows.
         self.card_frame: np.ndarray | None = None
         self.card_face: FaceResult | None = None
@@ -340,7 +473,11 @@ class LookalikeLoop:
             except KeyboardInterrupt:
                 summary.stopped_by = "interrupt"
             summary.seconds = time.perf_counter() - started
+            if self.face_keeper is not None:
+                self.face_keeper.maybe_save(force=True)
         except SourceError:
+            if self.face_keeper is not None:
+                self.face_keeper.maybe_save(force=True)
             # The camera went away mid-run: keep what was finished, then report the error.
             summary.written = self.outputs.commit()
             raise
@@ -374,10 +511,45 @@ class LookalikeLoop:
             if frame.image is None:
                 self._skip(frame)
                 continue
+            self._follow_state()
             result = self.pipeline.process(frame.image, still=self.source.still, timer=timer)
             annotated = self._record(frame, result, timer)
+            if self.view is not None:
+                self.view.publish(frame.image, result.faces, self._fps, self.averages.recent(), summary.frames)
+                self._pace()
             if self.window is not None and self._react_to_keys(annotated):
                 return "user"
+
+    def _follow_state(self) -> None:
+        """Characters enrolled meanwhile join the gallery (faces are then forgotten: their
+        smoothed scores have one entry per character); new faces learned are saved now and then."""
+        if self.enrolled is not None:
+            matcher = self.pipeline.matcher
+            refreshed = self.enrolled.refresh(matcher.gallery)
+            if refreshed is not None:
+                matcher.gallery = refreshed
+                choose_method(matcher, self.options, self.enrolled)
+                self.pipeline.reset()
+                if self.view is not None:
+                    self.view.enrolled = list(self.enrolled.names)
+                if not self.options.quiet:
+                    names = ", ".join(self.enrolled.names) or "none"
+                    print(f"enrolled characters now: {names}", file=sys.stderr, flush=True)
+        if self.face_keeper is not None:
+            self.face_keeper.maybe_save()
+
+    def _pace(self) -> None:
+        """--serve with a video file: frames at the video's rate, as a camera would deliver them."""
+        if self.source.live or self.source.still or not self.options.paced:
+            return
+        now = time.perf_counter()
+        if self._next_due is None:
+            self._next_due = now
+        self._next_due += 1.0 / self.source.fps
+        if self._next_due > now:
+            time.sleep(self._next_due - now)
+        else:
+            self._next_due = now
 
     def _skip(self, frame: Frame) -> None:
         """A frame that could not be read or decoded: count it, note it, carry on."""
@@ -396,7 +568,7 @@ class LookalikeLoop:
         if result.faces:
             summary.frames_with_faces += 1
             self.card_frame, self.card_face = frame.image, main_face(result.faces)
-        fps = self.fps_meter.tick()
+        fps = self._fps = self.fps_meter.tick()
         annotated = None
         if self.window is not None or self.outputs.video is not None:
             with timer.stage("draw"):

@@ -136,6 +136,8 @@ class GalleryScoring:
     faces: FaceDomain | None = None  # set by ``adapt``: the face mean follows the faces seen
     pictures: "PictureSet | None" = None  # every picture shown for the characters (variants)
     trait_weights: np.ndarray | None = None  # (M,) weight of each ``edge.traits.TERMS`` term
+    character_mean: np.ndarray | None = None  # the drawings' mean (subtracted from the rows)
+    drawings: bool = False  # the queries are drawings (--full-frame): centred like the rows, not like faces
 
     @property
     def centred(self) -> bool:
@@ -179,7 +181,8 @@ class GalleryScoring:
             face_mean = np.asarray(face_mean, dtype=np.float32)
         if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
-        return cls(tuple(labels), _unit_rows(embeddings), face_mean, temperature)
+        mean = None if character_mean is None else np.asarray(character_mean, dtype=np.float32)
+        return cls(tuple(labels), _unit_rows(embeddings), face_mean, temperature, character_mean=mean)
 
     def similarities(self, embedding: np.ndarray) -> np.ndarray:
         """Cosine similarity of one embedding with every character, in [-1, 1]."""
@@ -192,9 +195,9 @@ class GalleryScoring:
         length = float(np.linalg.norm(query))
         if length > 0.0:
             query = query / length  # the face mean is a mean of unit embeddings: centre on the same sphere
-        face_mean = self.current_face_mean()
-        if face_mean is not None:
-            query = query - face_mean
+        mean = self.character_mean if self.drawings else self.current_face_mean()
+        if mean is not None:
+            query = query - mean
         norm = float(np.linalg.norm(query))
         return query / norm if norm > 0.0 else None
 
@@ -214,6 +217,8 @@ class GalleryScoring:
         logits = similarity / self.temperature
         chosen = None
         if self.pictures is not None:
+            # The trait head reads faces: a drawing's "traits" would only add noise to its match.
+            person = None if self.drawings else person
             bonus, chosen = self.pictures.choose(query, person, self.trait_weights, self.temperature)
             logits = logits + bonus
         logits = logits - logits.max()

@@ -10,6 +10,7 @@ import numpy as np
 from edge.contract import read_rgb
 from edge.matcher import Ranked
 from edge.pipeline import FaceResult
+from edge.state import ENROLLED_PREFIX
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BOX_COLOR = (80, 220, 80)  # BGR
@@ -41,8 +42,9 @@ class CharacterPictures:
     """The characters' pictures: ``characters/<label>.png``, or the variant the match chose
     (``characters/<label>/<file>.png``); loaded once and resized on demand."""
 
-    def __init__(self, folder: str | Path | None):
+    def __init__(self, folder: str | Path | None, enrolled: str | Path | None = None):
         self.folder = Path(folder) if folder else None
+        self.enrolled = Path(enrolled) if enrolled else None  # the state folder's enrolled/ pictures
         self._cache: dict[tuple[str, str | None, int], np.ndarray | None] = {}
 
     def picture(self, label: str, size: int, file: str | None = None) -> np.ndarray | None:
@@ -55,9 +57,12 @@ class CharacterPictures:
         return self._cache[key]
 
     def _load(self, name: str, size: int) -> np.ndarray | None:
-        if self.folder is None:
+        folder = self.folder
+        if name.startswith(ENROLLED_PREFIX):
+            folder, name = self.enrolled, name[len(ENROLLED_PREFIX):]
+        if folder is None:
             return None
-        path = self.folder / name
+        path = folder / name
         if ".." in Path(name).parts or not path.is_file():
             return None
         try:

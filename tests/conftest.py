@@ -16,6 +16,16 @@ import pytest  # noqa: E402
 
 from shared_paths import ROOT, WEIGHTS, need  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def private_state(tmp_path_factory, monkeypatch) -> Path:
+    """Every test (and every command it starts) keeps device state in its own folder, never in the
+    user's ~/.local/state."""
+    folder = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("LOOKALIKE_STATE", str(folder))
+    monkeypatch.delenv("LOOKALIKE_TOKEN", raising=False)
+    return folder
+
+
 # A quick real-weights training run, shared by the slow tests of every stage: small inputs and a
 # couple of images per class keep it to seconds, yet it exercises the real backbone and pipeline.
 QUICK_TRAIN_ARGS = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "15"]

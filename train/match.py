@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_faces is not None:
             faces = LabelledFaces(faces.folder, faces.files[: args.max_faces], faces.labels[: args.max_faces])
         model = LookalikeModel(model_path(args.models, args.variant))
-        matcher = make_matcher(model, RunOptions(models=Path(args.models), variant=args.variant))
+        matcher = make_matcher(model, RunOptions(models=Path(args.models), variant=args.variant))[0]
         detector = make_face_detector(args.detector)
         characters = labelled.character_table(Path(args.models), model.labels)
         print(f"validation: {len(faces)} labelled faces ({SPLIT_RULE}) through {model.path.name} ...", flush=True)

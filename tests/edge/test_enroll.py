@@ -1,0 +1,200 @@
+"""Enrolled characters and the state folder: ``python -m edge enroll``, --state, --reset-state."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.live import RunOptions, make_matcher
+from edge.matcher import FaceDomain
+from edge.pipeline import PipelineOptions
+from edge.runtime import LookalikeModel, model_path
+from edge.state import ENROLLED_PREFIX, FaceMeanKeeper, StateFolder, check_name
+from edge_helpers import read_jsonl, run_cli
+
+
+def enroll(args: list, capsys) -> tuple[int, str, str]:
+    return run_cli(["enroll", *args], capsys)
+
+
+def one_error(result: tuple[int, str, str]) -> str:
+    code, _, err = result
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def drawings(tmp_path: Path) -> list[Path]:
+    """Three pictures of a new character (a drawn robot, in three colours)."""
+    paths = []
+    for i, colour in enumerate([(40, 40, 200), (40, 160, 220), (60, 60, 160)]):
+        image = np.full((120, 120, 3), 255, np.uint8)
+        cv2.rectangle(image, (30, 20), (90, 100), colour, -1)
+        cv2.circle(image, (45 + i, 50), 8, (255, 255, 255), -1)
+        cv2.circle(image, (75 - i, 50), 8, (255, 255, 255), -1)
+        path = tmp_path / f"robot{i}.png"
+        cv2.imwrite(str(path), image)
+        paths.append(path)
+    return paths
+
+
+def test_enrolled_character_is_matched_listed_and_removed(tiny_models, drawings, private_state, capsys, tmp_path):
+    code, out, err = enroll(["Robot", *drawings, "--models", tiny_models], capsys)
+    assert code == 0, err
+    assert "enrolled Robot from 3 pictures" in out and "closest trained characters" in out
+    assert len(list((private_state / "enrolled" / "Robot").glob("*.png"))) == 3
+    code, out, _ = enroll(["--list"], capsys)
+    assert code == 0 and "Robot: 3 pictures" in out
+
+    results = tmp_path / "out.jsonl"
+    code, _, err = run_cli([drawings[0], "--models", tiny_models, "--full-frame", "--no-window", "--json", results],
+                           capsys)
+    assert code == 0, err
+    face = read_jsonl(results)[0]["faces"][0]
+    assert face["method"] == "gallery"  # the classifier cannot name an enrolled character
+    assert face["top"][0]["label"] == "Robot" and face["picture"].startswith(ENROLLED_PREFIX + "Robot/")
+
+    code, out, _ = enroll(["--remove", "Robot"], capsys)
+    assert code == 0 and not (private_state / "enrolled" / "Robot").exists()
+    code, _, err = run_cli([drawings[0], "--models", tiny_models, "--full-frame", "--no-window", "--json", results],
+                           capsys)
+    face = read_jsonl(results)[0]["faces"][0]
+    assert code == 0 and face["method"] == "classifier" and face["top"][0]["label"] != "Robot"
+    assert "not enrolled" in one_error(enroll(["--remove", "Robot"], capsys))
+
+
+def test_a_trained_name_needs_replace(tiny_models, drawings, capsys):
+    line = one_error(enroll(["vampire", *drawings, "--models", tiny_models], capsys))
+    assert "trained character" in line and "--replace" in line
+    code, _, err = enroll(["vampire", *drawings, "--models", tiny_models, "--replace"], capsys)
+    assert code == 0, err
+    model = LookalikeModel(model_path(tiny_models, "int8"))
+    matcher, enrolled = make_matcher(model, RunOptions(models=tiny_models), StateFolder())
+    assert matcher.gallery.labels.count("vampire") == 1 and enrolled.names == ("vampire",)
+    owners = matcher.gallery.pictures.owners[[f.startswith(ENROLLED_PREFIX) for f in matcher.gallery.pictures.files]]
+    assert set(owners) == {matcher.gallery.labels.index("vampire")}
+    # the trained vampire's own pictures are gone with its row
+    assert not any(f.startswith("vampire/") for f in matcher.gallery.pictures.files)
+
+
+def test_enrolling_the_same_name_twice_needs_replace(tiny_models, drawings, private_state, capsys):
+    assert enroll(["Robot", *drawings, "--models", tiny_models], capsys)[0] == 0
+    assert "already enrolled" in one_error(enroll(["Robot", drawings[0], "--models", tiny_models], capsys))
+    assert enroll(["Robot", drawings[0], "--models", tiny_models, "--replace"], capsys)[0] == 0
+    assert len(list((private_state / "enrolled" / "Robot").glob("*.png"))) == 1  # the old pictures went
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "back\\slash", ".hidden", "", "x" * 80])
+def test_names_with_path_characters_are_refused(tiny_models, drawings, name, capsys):
+    line = one_error(enroll([name, *drawings, "--models", tiny_models], capsys))
+    assert "name" in line
+
+
+def test_names_in_any_script_are_accepted():
+    assert check_name("Zoë") == "Zoë" and check_name("孫悟空") == "孫悟空" and check_name("Mr. Bean (2)") == "Mr. Bean (2)"
+
+
+def test_pictures_that_are_not_images(tiny_models, tmp_path, drawings, capsys, private_state):
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    line = one_error(enroll(["Robot", junk, "--models", tiny_models], capsys))
+    assert "none of the 1 pictures" in line
+    assert not (private_state / "enrolled.json").exists()
+    code, out, err = enroll(["Robot", junk, drawings[0], "--models", tiny_models], capsys)
+    assert code == 0 and "skipped" in err and "from 1 picture " in out
+    assert "does not exist" in one_error(enroll(["Robot2", tmp_path / "nowhere.png", "--models", tiny_models], capsys))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "has no pictures" in one_error(enroll(["Robot3", empty, "--models", tiny_models], capsys))
+
+
+def test_unknown_trait_is_refused(tiny_models, drawings, capsys):
+    assert "unknown trait" in one_error(enroll(["Robot", *drawings, "--traits", "wings", "--models", tiny_models],
+                                               capsys))
+
+
+def test_state_folder_that_cannot_be_written(tiny_models, drawings, tmp_path, capsys):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    assert "not a folder" in one_error(enroll(["Robot", *drawings, "--state", afile, "--models", tiny_models], capsys))
+    # /proc refuses new folders even to root: the check does not rely on permission bits
+    line = one_error(enroll(["Robot", *drawings, "--state", "/proc/lookalike-state", "--models", tiny_models], capsys))
+    assert "/proc/lookalike-state" in line
+    line = one_error(run_cli([drawings[0], "--models", tiny_models, "--no-window", "--full-frame",
+                              "--state", "/proc/lookalike-state", "--reset-state"], capsys))
+    assert "--state" in line
+
+
+def test_damaged_index_warns_at_run_and_stops_enrolment(tiny_models, drawings, private_state, capsys):
+    assert enroll(["Robot", *drawings, "--models", tiny_models], capsys)[0] == 0
+    (private_state / "enrolled.json").write_text('{"version": 1, "characters": [{"name": ')
+    code, out, err = run_cli([drawings[0], "--models", tiny_models, "--no-window", "--full-frame"], capsys)
+    assert code == 0 and "enrolled.json is damaged" in err and "Robot" not in out
+    line = one_error(enroll(["Other", drawings[0], "--models", tiny_models], capsys))
+    assert "damaged" in line
+    assert (private_state / "enrolled.json").read_text().startswith('{"version": 1, "characters": [{"name": ')
+
+
+def test_reset_state_forgets_everything(tiny_models, drawings, private_state, capsys):
+    assert enroll(["Robot", *drawings, "--models", tiny_models], capsys)[0] == 0
+    (private_state / "face_mean.json").write_text("{}")
+    code, _, err = run_cli([drawings[0], "--models", tiny_models, "--no-window", "--full-frame", "--reset-state"], capsys)
+    assert code == 0 and "state reset" in err
+    assert not (private_state / "enrolled.json").exists() and not (private_state / "face_mean.json").exists()
+    assert not (private_state / "enrolled").exists()
+
+
+def test_a_running_loop_picks_up_a_new_enrolment(tiny_models, drawings, capsys):
+    model = LookalikeModel(model_path(tiny_models, "int8"))
+    state = StateFolder()
+    options = RunOptions(models=tiny_models, pipeline=PipelineOptions(full_frame=True))
+    matcher, enrolled = make_matcher(model, options, state)
+    assert enrolled.names == () and matcher.primary == "classifier"
+    enrolled.interval_s = 0.0
+    assert enrolled.refresh(matcher.gallery) is None  # nothing changed
+    assert enroll(["Robot", *drawings, "--models", tiny_models], capsys)[0] == 0
+    refreshed = enrolled.refresh(matcher.gallery)
+    assert refreshed is not None and refreshed.labels[-1] == "Robot" and len(refreshed.labels) == len(model.labels) + 1
+    assert refreshed.pictures.characters == len(refreshed.labels)
+
+
+# --- the face mean a camera learns ------------------------------------------------------------
+
+
+def test_face_mean_survives_a_restart(private_state):
+    shipped = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
+    domain = FaceDomain(shipped)
+    keeper = FaceMeanKeeper(StateFolder(), domain, model="abc")
+    assert keeper.restored == 0
+    for vector in ([0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]):
+        assert domain.observe(np.array(vector, np.float32))
+    keeper.maybe_save()  # within the save interval: not yet
+    assert not (private_state / "face_mean.json").exists()
+    keeper.maybe_save(force=True)
+    saved = json.loads((private_state / "face_mean.json").read_text())
+    assert saved["count"] == 2 and saved["model"] == "abc"
+
+    again = FaceDomain(shipped)
+    keeper = FaceMeanKeeper(StateFolder(), again, model="abc")
+    assert keeper.restored == 2 and again.count == 2 and np.allclose(again.mean, domain.mean, atol=1e-6)
+
+
+def test_face_mean_of_another_model_or_damaged_gives_the_shipped_one(private_state, capsys):
+    shipped = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
+    domain = FaceDomain(shipped)
+    domain.observe(np.array([0.0, 1.0, 0.0, 0.0], np.float32))
+    StateFolder().save_face_mean(domain.mean, domain.count, "old-model")
+    fresh = FaceDomain(shipped)
+    FaceMeanKeeper(StateFolder(), fresh, model="new-model")
+    assert fresh.count == 0 and np.array_equal(fresh.mean, shipped)
+    assert "another model" in capsys.readouterr().err
+    for damage in ("{not json", '{"version": 1, "model": "m", "count": 1, "mean": [1, 2]}', '{"version": 7}'):
+        (private_state / "face_mean.json").write_text(damage)
+        fresh = FaceDomain(shipped)
+        FaceMeanKeeper(StateFolder(), fresh, model="m")
+        assert fresh.count == 0 and np.array_equal(fresh.mean, shipped)
+        assert "damaged" in capsys.readouterr().err
