@@ -42,7 +42,7 @@ train_args = --models $(MODELS) $(if $(DATA),--data $(DATA)) $(if $(VAL),--val $
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(SIZE),--size $(SIZE))
 
-.PHONY: setup train convert benchmark camera card demo test test-fast test-edge clean traits tune-match
+.PHONY: setup train convert benchmark camera serve card demo test test-fast test-edge clean traits tune-match
 
 setup: $(VENV)/.installed
 
@@ -86,6 +86,10 @@ tune-match: setup
 
 camera: setup
 	$(BIN)/python -m edge --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
+
+# The live view in a browser (http://127.0.0.1:8000/); ARGS="--host 0.0.0.0 --token SECRET" to share it.
+serve: setup
+	$(BIN)/python -m edge --serve --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
 
 card: setup
 	$(BIN)/python -m edge --models $(MODELS) $(if $(FACE),$(FACE),--astronaut) --card $(CARD) --no-window $(ARGS)

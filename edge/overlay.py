@@ -63,7 +63,8 @@ class CharacterPictures:
         if folder is None:
             return None
         path = folder / name
-        if ".." in Path(name).parts or not path.is_file():
+        # Only files inside the folder: a name comes from the gallery or, with --serve, from a request.
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
             return None
         try:
             rgb = read_rgb(str(path))

@@ -198,3 +198,40 @@ def test_face_mean_of_another_model_or_damaged_gives_the_shipped_one(private_sta
         FaceMeanKeeper(StateFolder(), fresh, model="m")
         assert fresh.count == 0 and np.array_equal(fresh.mean, shipped)
         assert "damaged" in capsys.readouterr().err
+
+
+class _LiveVideo:
+    """A recorded clip that says it is a camera (frames at the camera's pace)."""
+
+    still = False
+    live = True
+    name = "camera (recorded)"
+    picture_count = None
+    fps = 30.0
+
+    def __init__(self, path: Path):
+        self._capture = cv2.VideoCapture(str(path))
+        self._index = 0
+
+    def read(self):
+        from edge.sources import Frame
+
+        ok, image = self._capture.read()
+        self._index += 1
+        return Frame(image, self._index) if ok else Frame(None, self._index, end=True)
+
+    def close(self):
+        self._capture.release()
+
+
+def test_a_camera_run_keeps_its_face_mean_and_a_video_file_does_not(tiny_models, face_video, private_state):
+    from edge.live import run
+
+    run(RunOptions(source=str(face_video), models=tiny_models, show_window=False, quiet=True))
+    assert not (private_state / "face_mean.json").exists()  # a video file is not this camera's people
+    run(RunOptions(models=tiny_models, show_window=False, quiet=True), source=_LiveVideo(face_video))
+    saved = json.loads((private_state / "face_mean.json").read_text())
+    model = LookalikeModel(model_path(tiny_models, "int8"))
+    assert saved["count"] >= 1 and saved["model"] == model.sidecar["tflite_sha256"]
+    matcher, _ = make_matcher(model, RunOptions(models=tiny_models))
+    assert not np.allclose(saved["mean"], matcher.gallery.face_mean, atol=1e-4)  # it learned something

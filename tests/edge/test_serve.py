@@ -47,6 +47,9 @@ def test_page_stream_and_latest_result(tiny_models, drawing_clip):
         assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
         assert server.get("/picture?label=nobody")[0] == 404
         assert server.get("/picture?label=x&file=../../labels.txt")[0] == 404
+        elsewhere = sorted((tiny_models / "characters").glob("*.png"))[0].resolve()
+        assert server.get(f"/picture?label=x&file={elsewhere}")[0] == 404  # no file outside the folders
+        assert server.get(f"/picture?label=x&file=enrolled:{elsewhere}")[0] == 404
         assert server.get("/nowhere")[0] == 404
 
 

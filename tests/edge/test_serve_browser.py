@@ -14,7 +14,7 @@ import pytest
 
 from serve_helpers import served
 from shared_paths import ROOT
-from webdriver import Browser, find_browser
+from benchmarks.webdriver import Browser, find_browser
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Just enough of the W3C WebDriver protocol to drive Debian's headless Chromium from a test.
+"""Just enough of the W3C WebDriver protocol to drive Debian's headless Chromium (tests, live-view benchmark).
 
 Talks to ``chromedriver`` over HTTP with the standard library: no client package, and nothing is
 downloaded (Chromium and ChromeDriver come from Debian's ``chromium`` and ``chromium-driver``).
