@@ -6,7 +6,8 @@ For each style in ``--styles``: every character in ``--characters`` (which the m
 have been trained on: train on a copy of the dataset without them) is enrolled with
 ``python -m edge enroll`` from ``--shots`` of its pictures in that style, chosen at random
 (``--seed``); then its other pictures in the same style go through ``python -m edge DIR
---full-frame --json`` and count as matched when the enrolled character is the top answer.
+--full-frame --json`` and count as matched when the enrolled character is the top answer. The
+same characters drawn in the dataset's other styles are a harder test, reported beside it.
 Enrolling is timed as the whole command (start-up and model load included) per picture.
 
 Also measured: the trained characters' pictures in ``--check-style`` (the model's validation
@@ -82,7 +83,21 @@ def enrol_style(style: str, args, labels: set[str], scratch: Path) -> dict:
                 tests[f"{character}__{path.name}"] = str(path)
         rows.append({"character": character, "enrolled_from": [p.name for p in chosen],
                      "trained_on": character in labels})
+    # The same characters drawn in the other styles: a harder test than the enrolled style's variants.
+    other_styles = sorted(p.name for p in args.data.iterdir() if p.is_dir() and p.name != style)
+    for other in other_styles:
+        for character in args.characters:
+            if (args.data / other / character).is_dir():
+                for path in pictures(args.data / other / character):
+                    tests[f"{character}__{other}__{path.name}"] = str(path)
     answers = top_answers(tests, args.models, args.variant, state, scratch)
+    cross = {}
+    for other in other_styles:
+        mine = {k: v for k, v in answers.items() if k.split("__")[1:2] == [other]}
+        hits = sum(v == k.split("__")[0] for k, v in mine.items())
+        cross[other] = {"tested": len(mine), "matched": hits,
+                        "matched_share": round(hits / len(mine), 4) if mine else None}
+    answers = {k: v for k, v in answers.items() if k.count("__") == 1}
     for row in rows:
         mine = {k: v for k, v in answers.items() if k.startswith(row["character"] + "__")}
         wrong = collections.Counter(v for v in mine.values() if v != row["character"])
@@ -92,7 +107,7 @@ def enrol_style(style: str, args, labels: set[str], scratch: Path) -> dict:
     tested = sum(r["test_pictures"] for r in rows)
     result = {"style": style, "characters": rows, "matched": matched, "tested": tested,
               "matched_share": round(matched / tested, 4) if tested else None,
-              "seconds_per_picture": round(seconds / count, 3), "state": state}
+              "seconds_per_picture": round(seconds / count, 3), "other_styles": cross, "state": state}
     return result
 
 
@@ -156,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| **{style['style']}** | **all** | {style['tested']} | "
                      f"**{100 * style['matched_share']:.1f}%** | {style['seconds_per_picture']:.2f} s per enrolled "
                      "picture (whole command) |")
+        for other, row in style["other_styles"].items():
+            lines.append(f"| {style['style']} -> {other} | all, drawn in {other} | {row['tested']} | "
+                         f"{100 * row['matched_share']:.1f}% | enrolled in {style['style']}, shown in {other} |")
     if check:
         lines += ["", f"Trained characters, {check['pictures']} {check['style']} pictures: top-1 "
                   f"{100 * check['top1_without_enrolled']:.1f}% without enrolled characters (classifier), "

@@ -28,7 +28,7 @@ from edge.overlay import CharacterPictures, draw_frame
 from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
 from edge.runtime import LookalikeModel, model_path, sidecar_path
 from edge.serve import LiveView, LookalikeServer, ServeOptions, start_server
-from edge.sources import Frame, FrameSource, SourceError, astronaut_source, open_source
+from edge.sources import Frame, FrameSource, SourceError, astronaut_source, is_pictures, open_source
 from edge.state import FaceMeanKeeper, StateFolder
 
 WINDOW_NAME = "Cartoon lookalike"
@@ -343,6 +343,9 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
     server = None
     previous_sigterm = None
     if options.serve is not None:
+        if source is None and is_pictures(options.source):
+            raise SourceError(f"--serve shows a camera or a video, not pictures ({options.source}): "
+                              "for photos use --card or --output")
         state.check_writable()
         server = start_server(options.serve, CharacterPictures(None))  # fails now on a taken port or host
     try:
@@ -387,13 +390,18 @@ def serve_loop(options: RunOptions, model: LookalikeModel, pipeline: LookalikePi
             _camera_trouble(view, exc, attempts, options)
             continue
         source = None  # a given source is used once; afterwards the options' source is reopened
+        if current.still:
+            current.close()
+            raise SourceError(f"--serve shows a camera or a video, not pictures ({current.name}): "
+                              "for photos use --card or --output")
+        published = view.frames_published
         try:
             loop = LookalikeLoop(options, model, pipeline, current, state, enrolled, view, keeper)
             keeper = loop.face_keeper
             summary = loop.run()
-            attempts = 0
         except SourceError as exc:
-            attempts = 0 if view.frames_published else attempts
+            if view.frames_published > published:
+                attempts = 0  # it worked for a while: a new loss starts a new count
             attempts += 1
             if attempts > options.camera_retries:
                 raise

@@ -261,6 +261,12 @@ def _open_video(path: Path) -> CaptureSource:
     return CaptureSource(capture, str(path), live=False)
 
 
+def is_pictures(spec: str) -> bool:
+    """True when ``spec`` names a picture or a folder of pictures (not a camera or a video)."""
+    path = Path(str(spec).strip()).expanduser()
+    return str(spec).strip() != PICAMERA and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def open_source(spec: str, camera_size: tuple[int, int] = (640, 480)) -> FrameSource:
     """A source from what the user typed: a camera index or /dev path, 'picamera', a file or folder."""
     spec = str(spec).strip()

@@ -146,6 +146,12 @@ def test_missing_camera_is_retried_with_a_count_then_given_up(tiny_models):
     assert len(errors) == 2 and "retry 1 of 1" in errors[0] and "/dev/video99" in errors[1]
 
 
+def test_serve_refuses_pictures(tiny_models):
+    picture = sorted((tiny_models / "characters").glob("*.png"))[0]
+    line = _one_error(["--serve", "--port", "0", picture, "--models", tiny_models])
+    assert "camera or a video" in line
+
+
 def test_check_access_rules():
     check_access(ServeOptions(host="127.0.0.1"))
     check_access(ServeOptions(host="localhost"))
