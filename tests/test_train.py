@@ -103,6 +103,30 @@ def test_corrupt_and_non_image_files_are_skipped_with_a_warning(tmp_path, capsys
     assert all(p.suffix == ".png" and p.name != "broken.png" for p in dataset.train.files + dataset.val.files)
 
 
+def test_a_dangling_link_is_skipped_with_a_warning(tmp_path, capsys):
+    root = make_dataset(tmp_path / "d")
+    (root / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    dataset = load_dataset([root], val_split=0.25)
+    assert "gone.png: a link to a file that does not exist" in capsys.readouterr().err
+    assert all(p.name != "gone.png" for p in dataset.train.files + dataset.val.files)
+
+
+def test_an_empty_class_folder_is_one_error_without_a_misleading_warning(tmp_path, capsys):
+    root = make_dataset(tmp_path / "d")
+    (root / "empty").mkdir()
+    with pytest.raises(DatasetError, match="'empty' has no readable images"):
+        load_dataset([root], val_split=0.25)
+    assert "single image" not in capsys.readouterr().err
+
+
+def test_the_same_picture_in_two_classes_is_reported(tmp_path, capsys):
+    root = make_dataset(tmp_path / "d")
+    (root / "dog" / "copy.png").write_bytes((root / "cat" / "0.png").read_bytes())
+    load_dataset([root], val_split=0.25)
+    err = capsys.readouterr().err
+    assert "copy.png (class 'dog') is the same picture as" in err and "(class 'cat')" in err
+
+
 # ---------------------------------------------------------------- augmentation
 
 
@@ -230,15 +254,21 @@ def test_a_traits_table_for_other_characters_stops_training_before_it_starts(tmp
     [
         (["--data", "/nonexistent/folder"], "does not exist"),
         (["--weights", "/nonexistent/weights.h5"], "weights file"),
-        (["--size", "8"], "out of range"),
+        (["--size", "8"], "out of range (32..640)"),
         (["--faces", "/nonexistent/faces"], "face folder"),
+        (["--epochs", "0"], "--epochs: 0 is out of range (at least 1)"),
+        (["--patience", "0"], "--patience: 0 is out of range"),
+        (["--augment-copies", "-1"], "--augment-copies: -1 is out of range (at least 0)"),
+        (["--max-per-class", "0"], "--max-per-class: 0 is out of range (at least 1)"),
+        (["--max-per-class", "-3"], "--max-per-class: -3 is out of range"),
+        (["--epochs", "many"], "expected a whole number"),
     ],
 )
 def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, message):
     result = run_train("--models", str(tmp_path / "m"), *args)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "m" / "lookalike.keras").exists()
 

@@ -78,6 +78,9 @@ def class_folders(root: Path) -> dict[str, list[Path]]:
         for path in sorted(folder.iterdir()):
             if path.name.startswith(".") or path.is_dir():
                 continue
+            if path.is_symlink() and not path.exists():
+                warn(f"skipping {path}: a link to a file that does not exist")
+                continue
             if path.suffix.lower() in IMAGE_SUFFIXES:
                 images.append(path)
             else:
@@ -115,8 +118,8 @@ def check_readable(files: Iterable[Path], skipped: list[str]) -> list[Path]:
     for path in files:
         try:
             read_rgb(path)
-        except ValueError:
-            warn(f"skipping {path}: not a readable image (corrupt or unsupported)")
+        except (ValueError, OSError):  # OSError: gone meanwhile, a dangling link, no permission
+            warn(f"skipping {path}: not a readable image (corrupt, unsupported or missing)")
             skipped.append(str(path))
             continue
         good.append(path)
@@ -139,7 +142,8 @@ def stratified_split(
             n_val = min(max(n_val, 1), len(files) - 1)
         else:
             n_val = 0
-            warn(f"class {name!r} has a single image: it is used for training only")
+            if files:  # an empty class is reported once, as an error, when the images are read
+                warn(f"class {name!r} has a single image: it is used for training only")
         val[name] = sorted(files[:n_val])
         train[name] = sorted(files[n_val:])
     return train, val
@@ -195,9 +199,26 @@ def load_dataset(
         val.targets += [index] * len(vfiles)
     if not val.files:
         raise DatasetError("the validation set is empty: add a validation folder (VAL=path) or more images per class")
+    warn_duplicates(labels, train, val)
     if skipped:
         warn(f"skipped {len(skipped)} unreadable file(s)")
     return Dataset(labels, train, val, train_roots, val_roots, val_split, skipped)
+
+
+def warn_duplicates(labels: Sequence[str], *splits: "Split") -> int:
+    """One warning per picture that appears, byte for byte, under two different classes (it teaches
+    the model both answers, and may sit in training and validation at once); returns how many."""
+    owner: dict[str, tuple[str, Path]] = {}
+    found = 0
+    for split in splits:
+        for path, target in zip(split.files, split.targets):
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            seen = owner.setdefault(digest, (labels[target], Path(path)))
+            if seen[0] != labels[target]:
+                warn(f"{path} (class {labels[target]!r}) is the same picture as {seen[1]} (class {seen[0]!r}): "
+                     "remove one of them")
+                found += 1
+    return found
 
 
 def load_images(files: Sequence[Path], contract: InputContract) -> np.ndarray:
