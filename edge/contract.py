@@ -188,10 +188,18 @@ def normalise_exposure(image: np.ndarray, target_mean: float | None) -> np.ndarr
     return np.clip(np.round(scaled), 0, 255).astype(np.uint8)
 
 
+JPEG_START = b"\xff\xd8"
+
+
 def read_rgb(path: str) -> np.ndarray:
-    """Read an image file as uint8 RGB; raise ValueError with the path if it cannot be decoded."""
+    """Read an image file as uint8 RGB, upright; raise ValueError with the path if it cannot be decoded.
+
+    A JPEG is decoded in colour, which makes OpenCV turn it as its EXIF orientation tag says (phones
+    store portraits sideways with that tag); other formats keep every channel (a PNG's transparency
+    goes onto white in ``to_rgb``) and are read as stored."""
     data = np.fromfile(str(path), dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    jpeg = data[:2].tobytes() == JPEG_START
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR if jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise ValueError(f"cannot decode image {path}")
     return to_rgb(image)

@@ -31,3 +31,44 @@ def test_exposure_normalisation_keeps_black_black_and_ignores_channel_order():
     image = photo(1)[:8, :8]
     assert np.array_equal(normalise_exposure(image[:, :, ::-1], 120.0), normalise_exposure(image, 120.0)[:, :, ::-1])
     assert normalise_exposure(image, None) is image
+
+
+def _with_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """A JPEG with an EXIF APP1 segment whose IFD0 holds only the orientation tag (0x0112)."""
+    import struct
+
+    tiff = (b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1)
+            + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0))
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_read_rgb_turns_a_phone_photo_upright(tmp_path):
+    import cv2
+
+    from edge.contract import read_rgb
+
+    stored = np.zeros((40, 80, 3), np.uint8)
+    stored[:, :40] = (0, 0, 255)  # BGR: the left half red, as the sensor saw it
+    jpeg = cv2.imencode(".jpg", stored)[1].tobytes()
+    plain = tmp_path / "plain.jpg"
+    plain.write_bytes(jpeg)
+    assert read_rgb(str(plain)).shape == (40, 80, 3)
+    turned = tmp_path / "turned.jpg"
+    turned.write_bytes(_with_orientation(jpeg, 6))  # "rotate 90 degrees clockwise to view"
+    rgb = read_rgb(str(turned))
+    assert rgb.shape == (80, 40, 3)
+    assert rgb[2, 20, 0] > 200 and rgb[-3, 20, 0] < 50  # the red half is now on top, in RGB order
+
+
+def test_a_sideways_phone_portrait_finds_its_face(hopper_photo, tiny_models, tmp_path):
+    import cv2
+
+    from edge.live import RunOptions, run
+
+    photo = cv2.imread(str(hopper_photo))
+    sideways = cv2.rotate(photo, cv2.ROTATE_90_COUNTERCLOCKWISE)  # stored as a phone stores a portrait
+    path = tmp_path / "portrait.jpg"
+    path.write_bytes(_with_orientation(cv2.imencode(".jpg", sideways)[1].tobytes(), 6))
+    summary = run(RunOptions(source=str(path), models=tiny_models, show_window=False, quiet=True))
+    assert summary.frames == 1 and summary.frames_with_faces == 1
