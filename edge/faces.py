@@ -15,6 +15,8 @@ from typing import Protocol, Sequence
 import cv2
 import numpy as np
 
+from edge.quiet import native_stderr_silenced
+
 Box = tuple[float, float, float, float]  # x, y, w, h
 HAAR_FILE = "haarcascade_frontalface_default.xml"
 # Where distribution packages of OpenCV (apt's python3-opencv on Raspberry Pi OS) keep the
@@ -61,7 +63,11 @@ class HaarFaceDetector:
 
     def __init__(self, settings: HaarSettings = HaarSettings(), cascade_path: str | Path | None = None):
         path = Path(cascade_path) if cascade_path else haar_cascade_path()
-        self._cascade = cv2.CascadeClassifier(str(path))
+        try:
+            with native_stderr_silenced():  # OpenCV prints its parse error itself before raising it
+                self._cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError) as exc:  # a file that is not cascade XML at all
+            raise DetectorError(f"{path} is not a valid Haar cascade file (OpenCV cannot parse it)") from exc
         if self._cascade.empty():
             raise DetectorError(f"{path} is not a valid Haar cascade file")
         self.settings = settings
@@ -116,6 +122,12 @@ def make_face_detector(detector: str | os.PathLike | None, haar: HaarSettings = 
     if detector is None or str(detector) in ("", "haar"):
         return HaarFaceDetector(haar)
     path = Path(detector).expanduser()
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.onnx")) + sorted(p.name for p in path.glob("*.xml"))
+        hint = f" ({', '.join(found[:3])} in it)" if found else ""
+        raise DetectorError(f"--detector {path} is a folder: pass the detector file itself{hint}")
+    if path.suffix.lower() not in (".onnx", ".xml"):
+        raise DetectorError(f"--detector takes a YuNet .onnx file or a Haar cascade .xml, not {path.name}")
     if path.suffix.lower() == ".xml":
         if not path.is_file():
             raise DetectorError(f"Haar cascade {path} does not exist")

@@ -158,6 +158,25 @@ def test_detector_file_that_is_not_a_model(tiny_models, hopper_photo, tmp_path, 
     assert "yunet.onnx" in line
 
 
+@pytest.mark.parametrize("name, content, says", [
+    ("cascade.xml", b"junk, not XML", "not a valid Haar cascade file"),
+    ("cascade.xml", b"<?xml version='1.0'?><opencv_storage></opencv_storage>", "not a valid Haar cascade file"),
+    ("detector.tflite", b"TFL3", "YuNet .onnx file or a Haar cascade .xml"),
+    ("folder", None, "is a folder"),
+])
+def test_detector_that_is_junk_a_tflite_or_a_folder(tiny_models, hopper_photo, tmp_path, capsys, name, content, says):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+        (path / "face_detection_yunet_2023mar.onnx").write_bytes(b"x")
+    else:
+        path.write_bytes(content)
+    line = error_line([hopper_photo, "--models", tiny_models, "--no-window", "--detector", path], capsys)
+    assert says in line and name in line
+    if content is None:
+        assert "face_detection_yunet_2023mar.onnx" in line  # says what to pass instead
+
+
 def test_no_display_for_the_window(tiny_models, hopper_photo, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
