@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from convert import ConvertError
 from convert import dataset as ds
 from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
+from edge.outputs import make_staging
 
 STAGING_PREFIX = ".convert-staging-"
 
@@ -322,7 +322,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
     )
     say(f"loading {source.keras_path} ...")
     model = src.load_keras_model(source)
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=models_dir))
+    staging = make_staging(models_dir, STAGING_PREFIX)  # also removes those of runs that were killed
     try:
         timings = convert_variants(config, source, model, data.representative, staging)
         start = time.perf_counter()

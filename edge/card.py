@@ -9,7 +9,7 @@ import numpy as np
 
 from edge.contract import InputContract, crop_face, prepare_image
 from edge.outputs import write_image
-from edge.overlay import FONT, CharacterPictures, display_name, why_text
+from edge.overlay import FONT, CharacterPictures, display_name, drawable, why_text
 from edge.pipeline import FaceResult
 
 CARD_WIDTH = 720
@@ -96,9 +96,9 @@ def _square(bgr: np.ndarray, size: int) -> np.ndarray:
 
 
 def _put(card: np.ndarray, text: str, x: int, y: int, scale: float, thickness: int = 1) -> None:
-    cv2.putText(card, text, (x, y), FONT, scale, INK, thickness, cv2.LINE_AA)
+    cv2.putText(card, drawable(text), (x, y), FONT, scale, INK, thickness, cv2.LINE_AA)
 
 
 def _centered(card: np.ndarray, text: str, y: int, scale: float, thickness: int) -> None:
-    (width, _), _ = cv2.getTextSize(text, FONT, scale, thickness)
+    (width, _), _ = cv2.getTextSize(drawable(text), FONT, scale, thickness)
     _put(card, text, max(0, (card.shape[1] - width) // 2), y, scale, thickness)

@@ -8,7 +8,6 @@ is counted and skipped instead of ending the program.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 from collections import deque
@@ -23,7 +22,7 @@ from edge.card import main_face, save_card
 from edge.enrolment import EnrolledGallery
 from edge.faces import make_face_detector
 from edge.matcher import LookalikeMatcher
-from edge.outputs import JsonLinesWriter, annotated_output, check_image_path
+from edge.outputs import JsonLinesWriter, annotated_output, check_image_path, stop_signal_as_interrupt
 from edge.overlay import CharacterPictures, draw_frame
 from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
 from edge.runtime import LookalikeModel, model_path, sidecar_path
@@ -312,22 +311,6 @@ def choose_method(matcher: LookalikeMatcher, options: RunOptions, enrolled: Enro
         matcher.method = "gallery" if enrolled is not None and enrolled.names else "classifier"
 
 
-def install_sigterm() -> object:
-    """SIGTERM (systemd stopping the service, ``kill``) ends the run like Ctrl-C: outputs and the
-    learned state are saved on the way out. Returns the handler it replaced (for ``restore``)."""
-    def stop(signum, frame):  # noqa: ARG001 - the signal module's signature
-        raise KeyboardInterrupt
-    try:
-        return signal.signal(signal.SIGTERM, stop)
-    except ValueError:
-        return None  # not the main thread (a test running the loop in a thread): keep the default
-
-
-def restore_sigterm(previous: object) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
     """Run the lookalike loop until the source ends, the user quits or ``max_frames`` is reached.
 
@@ -341,7 +324,6 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
             print(f"state reset in {state.folder}: " + (", ".join(removed) if removed else "nothing was saved"),
                   file=sys.stderr)
     server = None
-    previous_sigterm = None
     if options.serve is not None:
         if source is None and is_pictures(options.source):
             raise SourceError(f"--serve shows a camera or a video, not pictures ({options.source}): "
@@ -355,20 +337,20 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
         pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
         if server is not None:
             server.view.pictures = CharacterPictures(characters_folder(model), state.pictures_folder)
-            previous_sigterm = install_sigterm()
             if not options.quiet:
                 print(f"live view: {server.url}", file=sys.stderr, flush=True)
-            return serve_loop(options, model, pipeline, state, enrolled, server, source)
+            with stop_signal_as_interrupt():
+                return serve_loop(options, model, pipeline, state, enrolled, server, source)
         source = source if source is not None else open_run_source(options)
         try:
             loop = LookalikeLoop(options, model, pipeline, source, state, enrolled)
-            if source.live:
-                previous_sigterm = install_sigterm()
-            return loop.run()
+            if not source.live:
+                return loop.run()
+            with stop_signal_as_interrupt():  # a camera runs until stopped: keep what it learned
+                return loop.run()
         finally:
             source.close()
     finally:
-        restore_sigterm(previous_sigterm)
         if server is not None:
             server.stop()
 

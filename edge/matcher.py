@@ -392,6 +392,7 @@ def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim
         embeddings = np.asarray(arrays["embeddings"], dtype=np.float32)
     except KeyError as exc:
         raise ModelError(f"{path} has no {exc.args[0]!r} array: run 'make train' again") from exc
+    check_generation(arrays, sidecar, path, tflite_path)
     if embeddings.ndim != 2 or embeddings.shape != (len(labels), embedding_dim):
         raise ModelError(
             f"{path} holds embeddings of shape {embeddings.shape}, the model needs ({len(labels)}, {embedding_dim}): "
@@ -411,6 +412,19 @@ def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim
     scoring.pictures = _picture_set(arrays, scoring, embedding_dim, path)
     scoring.trait_weights = _trait_weights(arrays, path)
     return scoring
+
+
+def check_generation(arrays: dict, sidecar: dict[str, Any], path: Path, tflite_path: str | Path) -> None:
+    """The gallery and the .tflite must come from one training run: training writes the Keras model's
+    sha256 into gallery.npz, converting writes it into the sidecar. Retraining without converting
+    (or a convert that failed) would otherwise match one model's faces against another's gallery."""
+    made_by = arrays.get("model_sha256")
+    if made_by is None:
+        raise ModelError(f"{path} does not say which training run made it (an older version wrote it): "
+                         "run 'make train' and 'make convert' again")
+    if str(np.asarray(made_by).reshape(-1)[0]) != str(sidecar.get("source_model_sha256")):
+        raise ModelError(f"{path} comes from another training run than {Path(tflite_path).name} (retrained since "
+                         "the last convert, or a convert that failed): run 'make convert'")
 
 
 def _picture_set(arrays: dict, scoring: GalleryScoring, dim: int, path: Path) -> PictureSet | None:

@@ -6,10 +6,14 @@ the run fails on a bug); a run stopped by the user (Esc, q, Ctrl-C) commits what
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -155,3 +159,61 @@ def annotated_output(path: str | Path, fps: float, still_source: bool, single_pi
             raise OutputError(f"--output {path} is an image but the source has many frames: name a video (.mp4 or .avi)")
         return ImageOutput(path)
     return VideoOutput(path, 1.0 if still_source else fps)
+
+
+# ---------------------------------------------------------------- staging folders and stop signals
+
+STAGING_OWNER = ".owner-pid"
+
+
+def make_staging(folder: str | Path, prefix: str) -> Path:
+    """A new hidden staging folder in ``folder`` that names its process, after removing the
+    staging folders of processes that are gone (killed, powered off) so they never pile up."""
+    folder = Path(folder)
+    remove_stale_staging(folder, prefix)
+    staging = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    (staging / STAGING_OWNER).write_text(str(os.getpid()))
+    return staging
+
+
+def remove_stale_staging(folder: str | Path, prefix: str) -> list[str]:
+    """Remove ``prefix*`` folders whose owning process no longer runs; the names removed."""
+    removed = []
+    for path in sorted(Path(folder).glob(prefix + "*")):
+        if path.is_dir() and not _owner_alive(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+    return removed
+
+
+def _owner_alive(staging: Path) -> bool:
+    try:
+        pid = int((staging / STAGING_OWNER).read_text().strip())
+    except (OSError, ValueError):
+        return False  # no owner recorded: left by a run that died before it wrote one
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+@contextlib.contextmanager
+def stop_signal_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (``kill``, systemd stopping a service) raises KeyboardInterrupt like
+    Ctrl-C, so the same clean-up runs: staging removed, finished outputs and learned state kept."""
+    def stop(signum, frame):  # noqa: ARG001 - the signal module's signature
+        raise KeyboardInterrupt
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave the handler alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,6 +1,7 @@
 """Draw the results onto a frame: face boxes, top characters with bars, the match's picture, timings."""
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -28,6 +29,14 @@ ROW_HEIGHT = 20
 
 def display_name(label: str) -> str:
     return label.replace("_", " ")
+
+
+def drawable(text: str) -> str:
+    """Text OpenCV's built-in fonts can draw (ASCII): accents dropped ("Zoë" -> "Zoe"); a letter with
+    no ASCII form (other scripts) becomes "?", as OpenCV would draw it. The web page and the JSON
+    keep every name as it is."""
+    folded = unicodedata.normalize("NFKD", text)
+    return "".join(c if ord(c) < 128 else "?" for c in folded if not unicodedata.combining(c))
 
 
 def why_text(lookalike) -> str:
@@ -186,6 +195,7 @@ def _paste(canvas: np.ndarray, picture: np.ndarray | None, x: int, y: int) -> No
 
 
 def _text(canvas: np.ndarray, text: str, x: int, y: int, scale: float, thickness: int = 1, outline: bool = False) -> None:
+    text = drawable(text)
     if outline:  # dark outline keeps the text readable on any background
         cv2.putText(canvas, text, (x, y), FONT, scale, (0, 0, 0), thickness + 2, cv2.LINE_AA)
     cv2.putText(canvas, text, (x, y), FONT, scale, TEXT_COLOR, thickness, cv2.LINE_AA)

@@ -1,7 +1,7 @@
 """Run a converted lookalike model with a TFLite interpreter, no TensorFlow needed.
 
-The interpreter is chosen at run time: LiteRT (``ai_edge_litert``), then ``tflite_runtime``, then
-``tensorflow.lite`` as a last resort. Everything the model needs (labels, input contract, which
+The interpreter is chosen at run time: LiteRT (``ai_edge_litert``), else ``tflite_runtime``; never
+TensorFlow, even where it is installed. Everything the model needs (labels, input contract, which
 output is which, quantization) comes from the sidecar JSON that ``make convert`` writes beside the
 ``.tflite`` file, never from constants here.
 """
@@ -21,7 +21,8 @@ from edge.quiet import native_stderr_silenced
 
 SIDECAR_VERSION = 1
 VARIANTS = ("float32", "float16", "dynamic", "int8")
-INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter", "tensorflow.lite")
+# Never TensorFlow's own tf.lite: the device side must run, and be tested, without TensorFlow.
+INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
 class ModelError(RuntimeError):

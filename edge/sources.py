@@ -246,7 +246,9 @@ def _open_camera(spec: str, size: tuple[int, int]) -> CaptureSource:
         capture = cv2.VideoCapture(device)
     if not capture.isOpened():
         capture.release()
-        raise SourceError(f"cannot open camera {spec}; {no_camera_hint()}")
+        node = f"/dev/video{device}" if isinstance(device, int) else device
+        raise SourceError(f"cannot open camera {spec}: is another program using it? ('fuser {node}' names it); "
+                          f"{no_camera_hint()}")
     capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
     capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
     return CaptureSource(capture, f"camera {spec}", live=True)

@@ -310,6 +310,47 @@ def test_interrupt_during_conversion_leaves_models_unchanged(models_dir, monkeyp
     assert leftovers(models_dir) == []
 
 
+def test_sigterm_during_conversion_cleans_up_like_ctrl_c(models_dir, monkeypatch, capsys):
+    import signal
+
+    def terminated(saved_model, calibration):
+        os.kill(os.getpid(), signal.SIGTERM)  # kill, or systemd stopping the job
+        raise AssertionError("SIGTERM should have stopped the conversion")
+
+    monkeypatch.setitem(export.EXPORTERS, "float16", terminated)
+    assert main(["--models", str(models_dir), "--variants", "float32,float16", "--rep-size", "6"]) == EXIT_INTERRUPTED
+    assert "interrupted" in one_error_line(capsys)
+    assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handed back after the run
+
+
+def test_staging_left_by_a_killed_run_is_removed_by_the_next(models_dir):
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = models_dir / f"{pipeline.STAGING_PREFIX}dead"
+    dead.mkdir()
+    (dead / ".owner-pid").write_text(str(gone.pid))
+    (models_dir / f"{pipeline.STAGING_PREFIX}older").mkdir()  # no owner recorded at all
+    alive = models_dir / f"{pipeline.STAGING_PREFIX}alive"
+    alive.mkdir()
+    (alive / ".owner-pid").write_text(str(os.getppid()))  # another process still converting
+    assert main(["--models", str(models_dir), "--variants", "float32", "--rep-size", "6"]) == 0
+    assert leftovers(models_dir) == [alive.name]
+
+
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--rep-size", "0"], ["--max-val", "-1"], ["--max-faces", "x"]])
+def test_bad_numbers_are_refused_before_converting(models_dir, capsys, args):
+    with pytest.raises(SystemExit) as stopped:
+        main(["--models", str(models_dir), *args])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[0]}" in err and "Traceback" not in err
+    assert tflite_files(models_dir) == []
+
+
 def test_converter_error_becomes_one_line(models_dir, monkeypatch, capsys):
     """A failure inside TensorFlow's converter (not our wrapper) is reported, not a traceback."""
 

@@ -223,6 +223,10 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert len(card["data"]["val_files"]) == 6 and len(card["data"]["train_files"]) == 9
     # One picture per class to fall back on, and every picture of the first style as a variant to show.
     assert sorted(p.name for p in (models / "characters").iterdir()) == ["cat", "cat.png", "dog", "dog.png", "owl", "owl.png"]
+    from edge.runtime import sha256_file
+
+    with np.load(models / "gallery.npz") as gallery:
+        assert str(gallery["model_sha256"]) == sha256_file(models / "lookalike.keras")  # one training run
     with np.load(models / "gallery.npz") as gallery:
         shown = [str(f) for f in gallery["picture_files"]]
     assert shown and all((models / "characters" / f).is_file() for f in shown)

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.data import DatasetError
     from train.faces import FacesError
     from train.model import WeightsError
+    from edge.outputs import stop_signal_as_interrupt
     from train.pipeline import TrainConfig, run
 
     if args.faces and not Path(args.faces).is_dir():
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         traits=args.traits, use_traits=not args.no_traits,
     )
     try:
-        run(config, log=lambda message: print(message, flush=True))
+        with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C
+            run(config, log=lambda message: print(message, flush=True))
     except (DatasetError, WeightsError, FacesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import platform
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
+from edge.outputs import make_staging
+from edge.runtime import sha256_file
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
@@ -418,12 +419,14 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
 
     models_dir = Path(config.models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=models_dir))
+    staging = make_staging(models_dir, ".train-")  # also removes those of runs that were killed
     try:
         model.save(staging / MODEL_FILE)
         (staging / "labels.txt").write_text("\n".join(contract.labels) + "\n")
+        # model_sha256 binds the gallery to this model: the device refuses it beside a .tflite converted
+        # from another training run (its sidecar's source_model_sha256), instead of mixing the two.
         np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32),
-                 **face_domain.pop("arrays"), **pictures)
+                 model_sha256=np.array(sha256_file(staging / MODEL_FILE)), **face_domain.pop("arrays"), **pictures)
         (staging / "history.json").write_text(json.dumps({"head": history}, indent=1))
         plot_history(history, staging / "training_curves.png")
         plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")

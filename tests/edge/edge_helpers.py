@@ -26,7 +26,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def check_record(record: dict, labels: tuple[str, ...], size: tuple[int, int] | None = None) -> None:
-    """Assert one JSON line has the documented shape."""
+    """Assert one JSON line has the documented shape (it says nothing about how many faces: the
+    callers say that, since a detector that finds none would pass a shape check)."""
     assert set(record) >= {"source", "faces", "ms"}
     assert isinstance(record["source"], (int, str))
     assert set(record["ms"]) >= set(STAGES) | {"total"}

@@ -37,59 +37,85 @@ def rewrite_sidecar(models: Path, change) -> None:
 # --- model files --------------------------------------------------------------------------
 
 
-def test_missing_models_folder(tmp_path, hopper_photo, capsys):
-    line = error_line([hopper_photo, "--models", tmp_path / "nowhere", "--no-window"], capsys)
+def test_missing_models_folder(tmp_path, portrait, capsys):
+    line = error_line([portrait, "--models", tmp_path / "nowhere", "--no-window"], capsys)
     assert "lookalike_int8.tflite" in line and "make convert" in line
 
 
-def test_missing_sidecar(models_copy, hopper_photo, capsys):
+def test_missing_sidecar(models_copy, portrait, capsys):
     (models_copy / "lookalike_int8.json").unlink()
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "lookalike_int8.json" in line and "make convert" in line
 
 
-def test_sidecar_that_is_not_json(models_copy, hopper_photo, capsys):
+def test_sidecar_that_is_not_json(models_copy, portrait, capsys):
     (models_copy / "lookalike_int8.json").write_text("{ not json")
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "lookalike_int8.json" in line and "make convert" in line
 
 
-def test_model_that_does_not_match_its_sidecar(models_copy, hopper_photo, capsys):
+def test_model_that_does_not_match_its_sidecar(models_copy, portrait, capsys):
     with open(models_copy / "lookalike_int8.tflite", "ab") as handle:
         handle.write(b"\0")  # a different file than the one the sidecar describes
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "lookalike_int8.tflite" in line and "sha256" in line and "make convert" in line
 
 
-def test_corrupt_model_file(models_copy, hopper_photo, capsys):
+def test_corrupt_model_file(models_copy, portrait, capsys):
     model = models_copy / "lookalike_int8.tflite"
     model.write_bytes(b"this is not a flatbuffer" * 100)
     rewrite_sidecar(models_copy, lambda d: d.update(tflite_sha256=sha256_file(model)))
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "lookalike_int8.tflite" in line and "not a valid TFLite model" in line and "make convert" in line
 
 
-def test_labels_that_do_not_fit_the_model(models_copy, hopper_photo, capsys):
+def test_labels_that_do_not_fit_the_model(models_copy, portrait, capsys):
     rewrite_sidecar(models_copy, lambda d: d["contract"].update(labels=d["contract"]["labels"] + ["extra"]))
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "lookalike_int8.tflite" in line and "make convert" in line
 
 
-def test_missing_gallery(models_copy, hopper_photo, capsys):
+def test_missing_gallery(models_copy, portrait, capsys):
     (models_copy / "gallery.npz").unlink()
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "gallery.npz" in line and "make" in line
 
 
-def test_gallery_from_another_model(models_copy, hopper_photo, capsys):
-    np.savez(models_copy / "gallery.npz", labels=np.array(["a", "b"]), embeddings=np.ones((2, 7), np.float32))
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+def _source_sha(models: Path) -> str:
+    return json.loads((models / "lookalike_int8.json").read_text())["source_model_sha256"]
+
+
+def test_gallery_from_another_model(models_copy, portrait, capsys):
+    np.savez(models_copy / "gallery.npz", labels=np.array(["a", "b"]), embeddings=np.ones((2, 7), np.float32),
+             model_sha256=np.array(_source_sha(models_copy)))
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "gallery.npz" in line and "another model" in line
 
 
-def test_corrupt_gallery(models_copy, hopper_photo, capsys):
+def _rewrite_gallery(models: Path, **changes) -> None:
+    with np.load(models / "gallery.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    arrays.update(changes)
+    arrays = {key: value for key, value in arrays.items() if value is not None}
+    np.savez(models / "gallery.npz", **arrays)
+
+
+def test_retrained_without_converting(models_copy, portrait, capsys):
+    """make train replaced gallery.npz; the .tflite files are still the previous run's."""
+    _rewrite_gallery(models_copy, model_sha256=np.array("f" * 64))
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
+    assert "another training run" in line and "make convert" in line and "lookalike_int8.tflite" in line
+
+
+def test_gallery_that_does_not_say_its_training_run(models_copy, portrait, capsys):
+    _rewrite_gallery(models_copy, model_sha256=None)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
+    assert "gallery.npz" in line and "make train" in line
+
+
+def test_corrupt_gallery(models_copy, portrait, capsys):
     (models_copy / "gallery.npz").write_bytes(b"PK\x03\x04 broken zip")
-    line = error_line([hopper_photo, "--models", models_copy, "--no-window"], capsys)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
     assert "gallery.npz" in line
 
 
@@ -130,6 +156,12 @@ def test_empty_folder(tiny_models, tmp_path, capsys):
     assert "has no images" in line
 
 
+def test_camera_that_cannot_be_opened_asks_whether_it_is_busy(tiny_models, capsys):
+    # /dev/null exists but is no camera: OpenCV cannot open it, as with a camera another program holds
+    line = error_line(["--source", "/dev/null", "--models", tiny_models, "--no-window"], capsys)
+    assert "cannot open camera /dev/null" in line and "another program" in line and "fuser /dev/null" in line
+
+
 def test_picamera_without_picamera2(tiny_models, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # makes the import fail, as on a laptop
     line = error_line(["--source", "picamera", "--models", tiny_models, "--no-window"], capsys)
@@ -145,16 +177,16 @@ def test_astronaut_without_scikit_image(tiny_models, monkeypatch, capsys):
 # --- detector, window, outputs ------------------------------------------------------------
 
 
-def test_missing_detector_file(tiny_models, hopper_photo, tmp_path, capsys):
-    line = error_line([hopper_photo, "--models", tiny_models, "--no-window",
+def test_missing_detector_file(tiny_models, portrait, tmp_path, capsys):
+    line = error_line([portrait, "--models", tiny_models, "--no-window",
                                     "--detector", tmp_path / "yunet.onnx"], capsys)
     assert "yunet.onnx" in line and "does not exist" in line
 
 
-def test_detector_file_that_is_not_a_model(tiny_models, hopper_photo, tmp_path, capsys):
+def test_detector_file_that_is_not_a_model(tiny_models, portrait, tmp_path, capsys):
     fake = tmp_path / "yunet.onnx"
     fake.write_bytes(b"not onnx at all")
-    line = error_line([hopper_photo, "--models", tiny_models, "--no-window", "--detector", fake], capsys)
+    line = error_line([portrait, "--models", tiny_models, "--no-window", "--detector", fake], capsys)
     assert "yunet.onnx" in line
 
 
@@ -164,30 +196,30 @@ def test_detector_file_that_is_not_a_model(tiny_models, hopper_photo, tmp_path, 
     ("detector.tflite", b"TFL3", "YuNet .onnx file or a Haar cascade .xml"),
     ("folder", None, "is a folder"),
 ])
-def test_detector_that_is_junk_a_tflite_or_a_folder(tiny_models, hopper_photo, tmp_path, capsys, name, content, says):
+def test_detector_that_is_junk_a_tflite_or_a_folder(tiny_models, portrait, tmp_path, capsys, name, content, says):
     path = tmp_path / name
     if content is None:
         path.mkdir()
         (path / "face_detection_yunet_2023mar.onnx").write_bytes(b"x")
     else:
         path.write_bytes(content)
-    line = error_line([hopper_photo, "--models", tiny_models, "--no-window", "--detector", path], capsys)
+    line = error_line([portrait, "--models", tiny_models, "--no-window", "--detector", path], capsys)
     assert says in line and name in line
     if content is None:
         assert "face_detection_yunet_2023mar.onnx" in line  # says what to pass instead
 
 
-def test_no_display_for_the_window(tiny_models, hopper_photo, monkeypatch, capsys):
+def test_no_display_for_the_window(tiny_models, portrait, monkeypatch, capsys):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     if not sys.platform.startswith("linux"):
         pytest.skip("the DISPLAY check is Linux-only")
-    line = error_line([hopper_photo, "--models", tiny_models], capsys)
+    line = error_line([portrait, "--models", tiny_models], capsys)
     assert "--no-window" in line
 
 
-def test_output_folder_that_does_not_exist(tiny_models, hopper_photo, tmp_path, capsys):
-    line = error_line([hopper_photo, "--models", tiny_models, "--no-window",
+def test_output_folder_that_does_not_exist(tiny_models, portrait, tmp_path, capsys):
+    line = error_line([portrait, "--models", tiny_models, "--no-window",
                                     "--json", tmp_path / "missing" / "r.jsonl"], capsys)
     assert "missing" in line and "does not exist" in line
 
@@ -224,6 +256,6 @@ def test_card_in_a_folder_that_does_not_exist_fails_before_the_run(tiny_models, 
     assert "nope" in line and "does not exist" in line
 
 
-def test_card_with_an_unknown_image_type(tiny_models, hopper_photo, tmp_path, capsys):
-    line = error_line([hopper_photo, "--models", tiny_models, "--no-window", "--card", tmp_path / "card.pdf"], capsys)
+def test_card_with_an_unknown_image_type(tiny_models, portrait, tmp_path, capsys):
+    line = error_line([portrait, "--models", tiny_models, "--no-window", "--card", tmp_path / "card.pdf"], capsys)
     assert "card.pdf" in line and ".png" in line

@@ -61,14 +61,21 @@ def test_read_rgb_turns_a_phone_photo_upright(tmp_path):
     assert rgb[2, 20, 0] > 200 and rgb[-3, 20, 0] < 50  # the red half is now on top, in RGB order
 
 
-def test_a_sideways_phone_portrait_finds_its_face(hopper_photo, tiny_models, tmp_path):
+def test_a_sideways_phone_portrait_finds_its_face(portrait, tiny_models, tmp_path):
     import cv2
 
     from edge.live import RunOptions, run
 
-    photo = cv2.imread(str(hopper_photo))
+    photo = cv2.imread(str(portrait))
     sideways = cv2.rotate(photo, cv2.ROTATE_90_COUNTERCLOCKWISE)  # stored as a phone stores a portrait
     path = tmp_path / "portrait.jpg"
     path.write_bytes(_with_orientation(cv2.imencode(".jpg", sideways)[1].tobytes(), 6))
     summary = run(RunOptions(source=str(path), models=tiny_models, show_window=False, quiet=True))
     assert summary.frames == 1 and summary.frames_with_faces == 1
+
+
+def test_names_outside_ascii_are_drawn_as_close_as_the_font_allows():
+    from edge.overlay import drawable
+
+    assert drawable("Zoë") == "Zoe" and drawable("Ñandú_Ærø") == "Nandu_?r?" and drawable("孫悟空") == "???"
+    assert drawable("plain name") == "plain name"

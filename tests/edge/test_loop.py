@@ -52,8 +52,10 @@ def test_tracked_face_keeps_one_identity(face_video, tiny_models, tmp_path, caps
     results = tmp_path / "r.jsonl"
     code, _, stderr = run_cli([face_video, "--models", tiny_models, "--no-window", "--json", results, "--max-frames", 60], capsys)
     assert code == 0, stderr
-    tracks = {face["track"] for r in read_jsonl(results) for face in r["faces"]}
-    assert len(tracks) <= 2, f"one face should stay one track (got {sorted(tracks)})"
+    records = read_jsonl(results)
+    assert sum(len(r["faces"]) == 1 for r in records) >= 57, "the face is in every frame: found in nearly all"
+    tracks = {face["track"] for r in records for face in r["faces"]}
+    assert 1 <= len(tracks) <= 2, f"one face should stay one track (got {sorted(tracks)})"
 
 
 def test_detector_runs_every_n_frames_and_tracks_in_between(face_video, tiny_models, tmp_path, capsys):
@@ -67,30 +69,30 @@ def test_detector_runs_every_n_frames_and_tracks_in_between(face_video, tiny_mod
     assert sum(1 for r in records if r["faces"]) >= 44
 
 
-def test_photos_one_record_per_picture(hopper_photo, group_photo, tiny_models, labels, tmp_path, capsys):
+def test_photos_one_record_per_picture(portrait, group_photo, tiny_models, labels, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copy(hopper_photo, folder / "a_hopper.jpg")
+    shutil.copy(portrait, folder / "a_portrait.jpg")
     shutil.copy(group_photo, folder / "b_group.jpg")
     results = tmp_path / "photos.jsonl"
     code, stdout, stderr = run_cli([folder, "--models", tiny_models, "--no-window", "--json", results], capsys)
     assert code == 0, stderr
     records = read_jsonl(results)
-    assert [Path(r["source"]).name for r in records] == ["a_hopper.jpg", "b_group.jpg"]
+    assert [Path(r["source"]).name for r in records] == ["a_portrait.jpg", "b_group.jpg"]
     for record in records:
         check_record(record, labels)
     assert len(records[0]["faces"]) == 1
-    assert len(records[1]["faces"]) >= 2  # a party photo with four people
+    assert len(records[1]["faces"]) >= 2  # two people side by side
     assert all(face["fresh"] for r in records for face in r["faces"])  # photos are never smoothed
     lines = stdout.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(str(folder / "a_hopper.jpg"))
+    assert len(lines) == 2 and lines[0].startswith(str(folder / "a_portrait.jpg"))
 
 
-def test_folder_with_undecodable_picture_skips_counts_and_goes_on(hopper_photo, tiny_models, tmp_path, capsys):
+def test_folder_with_undecodable_picture_skips_counts_and_goes_on(portrait, tiny_models, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
     (folder / "a_broken.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")
-    shutil.copy(hopper_photo, folder / "b_hopper.jpg")
+    shutil.copy(portrait, folder / "b_portrait.jpg")
     results = tmp_path / "r.jsonl"
     code, _, stderr = run_cli([folder, "--models", tiny_models, "--no-window", "--json", results], capsys)
     assert code == 0
@@ -150,13 +152,13 @@ def test_a_bug_mid_run_leaves_no_half_written_file(face_video, tiny_models, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_single_photo_card(astronaut_photo, tiny_models, tmp_path, capsys):
+def test_single_photo_card(portrait, tiny_models, tmp_path, capsys):
     card = tmp_path / "card.png"
-    code, stdout, stderr = run_cli([astronaut_photo, "--models", tiny_models, "--card", card, "--no-window"], capsys)
+    code, stdout, stderr = run_cli([portrait, "--models", tiny_models, "--card", card, "--no-window"], capsys)
     assert code == 0, stderr
     image = cv2.imread(str(card))
     assert image is not None and image.shape[1] == 720 and image.shape[0] > 400
-    assert stdout.startswith(f"{astronaut_photo}: face at")
+    assert stdout.startswith(f"{portrait}: face at")
     assert f"wrote {card}" in stderr
 
 
@@ -181,22 +183,24 @@ def test_no_face_in_view_is_reported(tiny_models, tmp_path, capsys):
     assert np.any(drawn[-60:] != 128), "the 'No face in view' banner is drawn at the bottom"
 
 
-def test_full_frame_classifies_the_whole_picture(hopper_photo, tiny_models, labels, tmp_path, capsys):
+def test_full_frame_classifies_the_whole_picture(portrait, tiny_models, labels, tmp_path, capsys):
     results = tmp_path / "r.jsonl"
-    code, _, stderr = run_cli([hopper_photo, "--models", tiny_models, "--no-window", "--full-frame", "--json", results], capsys)
+    code, _, stderr = run_cli([portrait, "--models", tiny_models, "--no-window", "--full-frame", "--json", results], capsys)
     assert code == 0, stderr
     record = read_jsonl(results)[0]
     check_record(record, labels)
-    height, width = cv2.imread(str(hopper_photo)).shape[:2]
+    height, width = cv2.imread(str(portrait)).shape[:2]
     assert [face["box"] for face in record["faces"]] == [[0, 0, width, height]]
 
 
 @pytest.mark.parametrize("variant", ["float32", "float16", "dynamic", "int8"])
-def test_every_variant_runs(variant, hopper_photo, tiny_models, labels, tmp_path, capsys):
+def test_every_variant_runs(variant, portrait, tiny_models, labels, tmp_path, capsys):
     results = tmp_path / "r.jsonl"
-    code, _, stderr = run_cli([hopper_photo, "--models", tiny_models, "--variant", variant, "--no-window", "--json", results], capsys)
+    code, _, stderr = run_cli([portrait, "--models", tiny_models, "--variant", variant, "--no-window", "--json", results], capsys)
     assert code == 0, stderr
-    check_record(read_jsonl(results)[0], labels)
+    record = read_jsonl(results)[0]
+    check_record(record, labels)
+    assert len(record["faces"]) == 1, "every variant finds and ranks the one face"
 
 
 def test_yunet_detector(face_video, tiny_models, tmp_path, capsys):
@@ -264,12 +268,12 @@ def test_window_keys_pause_save_and_quit(face_video, tiny_models, tmp_path, monk
     assert card.is_file()
 
 
-def test_window_waits_for_a_key_on_each_photo(hopper_photo, group_photo, tiny_models, tmp_path, monkeypatch):
+def test_window_waits_for_a_key_on_each_photo(portrait, group_photo, tiny_models, tmp_path, monkeypatch):
     import edge.live
 
     folder = tmp_path / "photos"
     folder.mkdir()
-    shutil.copy(hopper_photo, folder / "a.jpg")
+    shutil.copy(portrait, folder / "a.jpg")
     shutil.copy(group_photo, folder / "b.jpg")
     monkeypatch.setattr(edge.live, "Window", lambda: ScriptedWindow([ord("n"), ord("n")]))
     summary = run(RunOptions(source=str(folder), models=tiny_models, quiet=True))
@@ -278,11 +282,11 @@ def test_window_waits_for_a_key_on_each_photo(hopper_photo, group_photo, tiny_mo
     assert window.waits == [0, 0]  # a photo stays until a key is pressed
 
 
-def test_truncated_video_finishes_cleanly_with_what_it_could_read(hopper_photo, tiny_models, tmp_path, capsys):
+def test_truncated_video_finishes_cleanly_with_what_it_could_read(portrait, tiny_models, tmp_path, capsys):
     """A half-copied file: the frames that are there are processed, the missing ones counted."""
     from edge.video import write_test_video
 
-    whole = write_test_video(tmp_path / "whole.avi", hopper_photo, frames=30)
+    whole = write_test_video(tmp_path / "whole.avi", portrait, frames=30)
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
     results = tmp_path / "r.jsonl"

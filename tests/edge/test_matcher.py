@@ -94,9 +94,9 @@ def test_optional_gallery_arrays_and_sidecar_parameters(models_copy):
     model = LookalikeModel(tflite)
     dim = model.contract.embedding_dim
     with np.load(models_copy / "gallery.npz") as data:
-        labels, embeddings = data["labels"], data["embeddings"]
+        labels, embeddings, made_by = data["labels"], data["embeddings"], data["model_sha256"]
     rng = np.random.default_rng(0)
-    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings,
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, model_sha256=made_by,
              character_mean=rng.random(dim, dtype=np.float32), face_mean=rng.random(dim, dtype=np.float32),
              temperature=np.float32(0.1))
     gallery = load_gallery(tflite, read_sidecar(tflite), dim)
@@ -125,7 +125,7 @@ def test_gallery_with_wrong_mean_size_names_the_file(models_copy):
     tflite = model_path(models_copy, "int8")
     with np.load(models_copy / "gallery.npz") as data:
         np.savez(models_copy / "gallery.npz", labels=data["labels"], embeddings=data["embeddings"],
-                 character_mean=np.zeros(3), face_mean=np.zeros(3))
+                 model_sha256=data["model_sha256"], character_mean=np.zeros(3), face_mean=np.zeros(3))
     with pytest.raises(ModelError, match="gallery.npz"):
         load_gallery(tflite, read_sidecar(tflite), LookalikeModel(tflite).contract.embedding_dim)
 
@@ -217,12 +217,12 @@ def test_the_shipped_matcher_adapts_unless_asked_not_to(models_copy):
     model = LookalikeModel(tflite)
     build = dict(labels=model.labels, embedding_dim=model.contract.embedding_dim)
     with np.load(models_copy / "gallery.npz") as data:
-        labels, embeddings = data["labels"], data["embeddings"]
-    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings)
+        labels, embeddings, made_by = data["labels"], data["embeddings"], data["model_sha256"]
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, model_sha256=made_by)
     assert not LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build).gallery.adaptive  # no face mean: nothing to adapt
     dim = model.contract.embedding_dim
-    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, character_mean=np.zeros(dim, np.float32),
-             face_mean=np.full(dim, 0.1, np.float32), temperature=np.float32(0.05))
+    np.savez(models_copy / "gallery.npz", labels=labels, embeddings=embeddings, model_sha256=made_by,
+             character_mean=np.zeros(dim, np.float32), face_mean=np.full(dim, 0.1, np.float32), temperature=np.float32(0.05))
     adaptive = LookalikeMatcher.from_sidecar(tflite, model.sidecar, **build)
     fixed = LookalikeMatcher.from_sidecar(tflite, model.sidecar, adapt=False, **build)
     assert adaptive.gallery.adaptive and fixed.gallery.centred and not fixed.gallery.adaptive

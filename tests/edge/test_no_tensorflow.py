@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -29,11 +30,11 @@ CHECK = textwrap.dedent(
 )
 
 
-def test_pipeline_runs_without_importing_tensorflow(tiny_models, face_video, hopper_photo, tmp_path):
+def test_pipeline_runs_without_importing_tensorflow(tiny_models, face_video, portrait, tmp_path):
     runs = [
         [str(face_video), "--models", str(tiny_models), "--no-window", "--quiet",
          "--json", str(tmp_path / "r.jsonl"), "--output", str(tmp_path / "a.mp4"), "--card", str(tmp_path / "c1.png")],
-        [str(hopper_photo), "--models", str(tiny_models), "--variant", "float32", "--no-window", "--quiet",
+        [str(portrait), "--models", str(tiny_models), "--variant", "float32", "--no-window", "--quiet",
          "--card", str(tmp_path / "c2.png")],
     ]
     result = subprocess.run(
@@ -57,8 +58,26 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+MODULE_NAME = re.compile(r"^(%s)(\.[A-Za-z_][\w.]*)?$" % "|".join(FORBIDDEN))
+
+
+def named_modules(path: Path) -> set[str]:
+    """String constants shaped like a forbidden module's name ("tensorflow.lite"): what
+    importlib.import_module or __import__ would load, which import statements do not show."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value)}
+
+
 def test_no_edge_module_imports_tensorflow_or_keras():
     modules = sorted((ROOT / "edge").glob("*.py"))
     assert len(modules) >= 5
     for module in modules:
         assert not imported_modules(module) & set(FORBIDDEN), f"{module.name} imports {imported_modules(module) & set(FORBIDDEN)}"
+        assert not named_modules(module), f"{module.name} names {named_modules(module)} for a dynamic import"
+
+
+def test_the_static_check_sees_a_dynamic_import(tmp_path):
+    sneaky = tmp_path / "sneaky.py"
+    sneaky.write_text('import importlib\nCANDIDATES = ("ai_edge_litert.interpreter", "tensorflow.lite")\n'
+                      'x = importlib.import_module(CANDIDATES[1])\nprint("install tensorflow to train")\n')
+    assert named_modules(sneaky) == {"tensorflow.lite"}  # the message text is not a module name

@@ -76,8 +76,8 @@ def test_the_crop_is_the_contract_crop_in_rgb(model):
     np.testing.assert_array_equal(face.crop, expected)
 
 
-def test_full_frame_uses_the_whole_picture(model, hopper_photo):
-    rgb = read_rgb(str(hopper_photo))
+def test_full_frame_uses_the_whole_picture(model, portrait):
+    rgb = read_rgb(str(portrait))
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
     pipeline = LookalikePipeline(model, None, LookalikeMatcher(model.labels), PipelineOptions(full_frame=True))
     result = pipeline.process(bgr, still=True)

@@ -62,21 +62,21 @@ def test_a_camera_that_stops_delivering_raises_after_a_while():
     assert dropped >= 10
 
 
-def test_source_specs(tmp_path, hopper_photo):
-    video = write_test_video(tmp_path / "clip.avi", hopper_photo, frames=3)
+def test_source_specs(tmp_path, portrait):
+    video = write_test_video(tmp_path / "clip.avi", portrait, frames=3)
     with open_source(str(video)) as source:
         assert isinstance(source, CaptureSource) and not source.still
         assert source.read().image.shape == (480, 640, 3)
         assert source.fps == pytest.approx(30.0)
-    with open_source(str(hopper_photo)) as source:
+    with open_source(str(portrait)) as source:
         assert isinstance(source, ImageListSource) and source.still and source.picture_count == 1
         frame = source.read()
-        assert frame.label == str(hopper_photo) and frame.image.ndim == 3
+        assert frame.label == str(portrait) and frame.image.ndim == 3
         assert source.read().end
     folder = tmp_path / "pictures"
     folder.mkdir()
     for name in ("b.png", "a.jpg"):
-        shutil.copy(hopper_photo, folder / name)
+        shutil.copy(portrait, folder / name)
     (folder / "notes.txt").write_text("not a picture")
     with open_source(str(folder)) as source:
         assert source.picture_count == 2

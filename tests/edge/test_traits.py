@@ -116,8 +116,8 @@ def run_json(tmp_path, photo, *extra) -> list[dict]:
     return [json.loads(line) for line in out.read_text().splitlines()]
 
 
-def test_each_face_names_its_picture_and_the_traits_read(tmp_path, hopper_photo):
-    face = run_json(tmp_path, hopper_photo)[0]["faces"][0]
+def test_each_face_names_its_picture_and_the_traits_read(tmp_path, portrait):
+    face = run_json(tmp_path, portrait)[0]["faces"][0]
     characters = ROOT / "tests" / "fixtures" / "tiny_models" / "characters"
     assert face["picture"] and (characters / face["picture"]).is_file()
     assert face["picture"].split("/")[0] == face["top"][0]["label"]
@@ -125,8 +125,8 @@ def test_each_face_names_its_picture_and_the_traits_read(tmp_path, hopper_photo)
     assert isinstance(face["traits"], list) and set(face["why"]) <= set(face["traits"])
 
 
-def test_no_traits_switches_them_off(tmp_path, hopper_photo):
-    face = run_json(tmp_path, hopper_photo, "--no-traits")[0]["faces"][0]
+def test_no_traits_switches_them_off(tmp_path, portrait):
+    face = run_json(tmp_path, portrait, "--no-traits")[0]["faces"][0]
     assert face["traits"] == [] and face["trait_scores"] == {} and face["why"] == []
 
 
@@ -177,10 +177,10 @@ def test_trait_weights_of_the_wrong_length_are_refused(models_copy):
         LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim)
 
 
-def test_json_naming_a_folder_is_one_line_before_the_run(tmp_path, hopper_photo, capsys):
+def test_json_naming_a_folder_is_one_line_before_the_run(tmp_path, portrait, capsys):
     from edge_helpers import run_cli
 
-    code, _, err = run_cli([hopper_photo, "--models", ROOT / "tests" / "fixtures" / "tiny_models", "--no-window",
+    code, _, err = run_cli([portrait, "--models", ROOT / "tests" / "fixtures" / "tiny_models", "--no-window",
                             "--json", tmp_path], capsys)
     assert code == 1 and err.count("\n") == 1 and "is a folder" in err
     assert not list(tmp_path.iterdir())  # no .partial left behind

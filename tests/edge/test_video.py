@@ -8,8 +8,8 @@ from edge.faces import HaarFaceDetector
 from edge.video import write_test_video
 
 
-def test_writes_the_requested_frames_with_a_face(tmp_path, hopper_photo):
-    path = write_test_video(tmp_path / "clip.mp4", hopper_photo, frames=12, blank_frames=3)
+def test_writes_the_requested_frames_with_a_face(tmp_path, portrait):
+    path = write_test_video(tmp_path / "clip.mp4", portrait, frames=12, blank_frames=3)
     capture = cv2.VideoCapture(str(path))
     frames = []
     while True:
