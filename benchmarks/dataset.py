@@ -12,10 +12,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from benchmarks import BenchmarkError
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, prepare_image, read_rgb
 
 ROOT = Path(__file__).resolve().parents[1]  # the model card may hold paths relative to the project
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MAX_NAMES_SHOWN = 6
 
 

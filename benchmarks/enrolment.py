@@ -30,8 +30,8 @@ import time
 from pathlib import Path
 
 from benchmarks.machine import machine_info
-from edge.sources import IMAGE_SUFFIXES
-from edge.state import atomic_write_text
+from edge.artifacts import IMAGE_SUFFIXES
+from edge.artifacts import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -38,7 +38,7 @@ from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_d
 from edge.matcher import LookalikeMatcher, top_k
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
-from edge.sources import IMAGE_SUFFIXES
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 
 DEFAULT_VARIANT = "int8"  # what the device runs

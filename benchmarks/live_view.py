@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks.machine import machine_info
 from edge.serve import BOUNDARY
-from edge.state import atomic_write_text
+from edge.artifacts import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s \(([\d.]+) FPS.*peak RSS (\d+) MB")

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
+from edge.artifacts import KERAS_FILE, MODEL_CARD_FILE as CARD_FILE
 from edge.contract import InputContract
 from edge.quiet import native_stderr_silenced
 from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path, read_json_object
 
-KERAS_FILE = "lookalike.keras"
-CARD_FILE = "model_card.json"
 KERAS = "keras"
 REFERENCE = "reference"
 

@@ -4,16 +4,17 @@ Every figure is drawn from the report dictionary alone, so it shows exactly what
 """
 from __future__ import annotations
 
-import os
+import io
+
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edge.artifacts import VARIANT_TABLE, atomic_write_bytes
 from benchmarks.faces import top1_counts_figure
 
-COLORS = {"keras": "#4c4c4c", "float32": "#1f77b4", "float16": "#2ca02c", "dynamic": "#ff7f0e",
-          "int8": "#d62728", "reference": "#9467bd"}
+COLORS = {"keras": "#4c4c4c", **{v.name: v.colour for v in VARIANT_TABLE}, "reference": "#9467bd"}
 
 
 def import_pyplot() -> Any | None:
@@ -28,14 +29,12 @@ def import_pyplot() -> Any | None:
 
 
 def _save(plt: Any, figure: Any, path: Path) -> None:
-    partial = path.with_name(f".{path.name}.tmp")
+    buffer = io.BytesIO()
     try:
-        figure.savefig(partial, format="png", dpi=110, bbox_inches="tight")
-        os.replace(partial, path)
+        figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     finally:
         plt.close(figure)
-        if partial.exists():
-            partial.unlink()
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _first_threads(report: dict[str, Any]) -> str:

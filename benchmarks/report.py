@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from edge.artifacts import atomic_write_text
 from benchmarks.compare import RULES
 from benchmarks.machine import describe
 
@@ -24,14 +24,7 @@ PER_FACE_ROWS = 20  # a per-face table for a handful of photos, not for a hundre
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
-    partial = path.with_name(f".{path.name}.tmp")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
-    return path
+    return atomic_write_text(path, text)
 
 
 def _clean(value: Any) -> Any:

@@ -18,9 +18,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from convert import ConvertError
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, prepare_image, read_rgb
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from convert import ConvertError
 from convert import dataset as ds
 from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
+from edge.artifacts import tflite_name
 from edge.outputs import make_staging
 
 STAGING_PREFIX = ".convert-staging-"
@@ -158,7 +159,7 @@ def build_sidecar(
     sidecar: dict[str, Any] = {
         "format_version": SIDECAR_VERSION,
         "variant": variant,
-        "model_file": f"lookalike_{variant}.tflite",
+        "model_file": tflite_name(variant),
         "tflite_sha256": _sha256_bytes(model_bytes),
         "contract": source.contract.to_dict(),
         "outputs": layout.outputs,
@@ -250,7 +251,7 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
         layout = export.inspect_tflite(model_bytes, source.contract)
         if variant == "int8":
             check_int8_input(layout)
-        tflite_path = staging / f"lookalike_{variant}.tflite"
+        tflite_path = staging / tflite_name(variant)
         files.atomic_write_bytes(tflite_path, model_bytes)
         files.atomic_write_json(tflite_path.with_suffix(".json"), build_sidecar(variant, model_bytes, layout, source, source_sha, config.int8_recipe))
         timings[f"convert_{variant}"] = time.perf_counter() - start
@@ -273,7 +274,7 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
     limits = verify.thresholds(config.min_agreement)
     checks = []
     for variant in config.variants:
-        path = staging / f"lookalike_{variant}.tflite"
+        path = staging / tflite_name(variant)
         outputs = verify.tflite_outputs(path, val_images, config.num_threads)
         check = verify.compare(variant, path, outputs, reference, targets, limits[variant], gallery,
                                source.contract.trait_thresholds)

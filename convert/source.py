@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from convert import ConvertError
+from edge.artifacts import (  # noqa: F401 - the files of models/ are named in one place; others import them from here
+    CHARACTERS_DIR as CHARACTERS_NAME,
+    GALLERY_FILE as GALLERY_NAME,
+    KERAS_FILE as KERAS_NAME,
+    LABELS_FILE as LABELS_NAME,
+    MODEL_CARD_FILE as CARD_NAME,
+)
 from edge.contract import InputContract
 from edge.runtime import read_json_object
-
-KERAS_NAME = "lookalike.keras"
-CARD_NAME = "model_card.json"
-LABELS_NAME = "labels.txt"
-GALLERY_NAME = "gallery.npz"
-CHARACTERS_NAME = "characters"
 
 
 @dataclass(frozen=True)

@@ -12,26 +12,19 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from edge.artifacts import VARIANT_TABLE, variant_info
 from edge.runtime import LookalikeModel
 
-# Top-1 agreement with Keras below which a variant is flagged. float32 differs from Keras only in
-# the order of float operations: under 99% means a broken conversion. float16 rounds every weight
-# by up to 0.05%, which on the 60-class emoji models (answers on small margins) flips 1-4% of
-# the top-1 answers (measured), so it is held to 95%; a broken conversion lands far below either.
-# The quantized variants get the --min-agreement threshold.
-FLOAT_MIN_AGREEMENT = 0.99
-FLOAT16_MIN_AGREEMENT = 0.95
+# Top-1 agreement with Keras below which a variant is flagged: the variant table's own value for the
+# float variants (edge.artifacts.VARIANT_TABLE says why), --min-agreement for the quantized ones.
+FLOAT_MIN_AGREEMENT = variant_info("float32").min_agreement
+FLOAT16_MIN_AGREEMENT = variant_info("float16").min_agreement
 DEFAULT_MIN_AGREEMENT = 0.97
 TOP_K = 5
 
 
 def thresholds(min_agreement: float) -> dict[str, float]:
-    return {
-        "float32": FLOAT_MIN_AGREEMENT,
-        "float16": FLOAT16_MIN_AGREEMENT,
-        "dynamic": min_agreement,
-        "int8": min_agreement,
-    }
+    return {v.name: v.min_agreement if v.min_agreement is not None else min_agreement for v in VARIANT_TABLE}
 
 
 @dataclass

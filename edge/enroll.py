@@ -24,7 +24,7 @@ from edge.contract import read_rgb
 from edge.enrolment import embed_picture, store_picture
 from edge.matcher import _unit_rows
 from edge.runtime import VARIANTS, LookalikeModel, ModelError, model_path
-from edge.sources import IMAGE_SUFFIXES
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.state import EnrolledCharacter, StateError, StateFolder, check_name, warn
 from edge.traits import CHARACTER_TRAITS
 

@@ -18,6 +18,8 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 
+from edge.artifacts import atomic_write_bytes
+
 IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
 
@@ -56,12 +58,9 @@ def write_image(path: str | Path, bgr: np.ndarray) -> Path:
     ok, encoded = cv2.imencode(suffix, bgr)
     if not ok:
         raise OutputError(f"OpenCV could not encode {path}")
-    temporary = temporary_name(path)
     try:
-        temporary.write_bytes(encoded.tobytes())
-        os.replace(temporary, path)
+        atomic_write_bytes(path, encoded.tobytes())
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path} ({exc.strerror or exc})") from exc
     return path
 

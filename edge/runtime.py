@@ -16,25 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from edge.artifacts import VARIANTS, model_path, sidecar_path  # noqa: F401 - their home is edge.artifacts
 from edge.contract import InputContract
 from edge.quiet import native_stderr_silenced
 
 SIDECAR_VERSION = 1
-VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Never TensorFlow's own tf.lite: the device side must run, and be tested, without TensorFlow.
 INTERPRETER_MODULES = ("ai_edge_litert.interpreter", "tflite_runtime.interpreter")
 
 
 class ModelError(RuntimeError):
     """A missing, corrupt or mismatched model file; the message says which and what to do."""
-
-
-def model_path(models_dir: str | Path, variant: str) -> Path:
-    return Path(models_dir) / f"lookalike_{variant}.tflite"
-
-
-def sidecar_path(tflite_path: str | Path) -> Path:
-    return Path(tflite_path).with_suffix(".json")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -17,10 +17,10 @@ from typing import Union
 import cv2
 import numpy as np
 
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import read_rgb
 from edge.quiet import native_stderr_silenced
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 PICAMERA = "picamera"
 # A live camera that fails this many reads in a row (about a second at 30 FPS) has gone away.
 MAX_CONSECUTIVE_CAMERA_FAILURES = 30

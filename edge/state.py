@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.artifacts import atomic_write_text
+
 STATE_VERSION = 1
 FACE_MEAN_FILE = "face_mean.json"
 ENROLLED_FILE = "enrolled.json"
@@ -66,20 +68,6 @@ def check_name(name: str) -> str:
         raise ValueError(f"the name {name!r} may hold letters, digits, spaces and _ - . ' ( ), at most 64, "
                          "and must start with a letter or digit")
     return cleaned
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a small file so that readers see the old content or the new, never a mix."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 @dataclass

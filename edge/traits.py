@@ -35,6 +35,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from edge.artifacts import CHARACTER_TRAITS_FILE  # noqa: F401 - named in edge.artifacts, used by train
+
 CHARACTER_TRAITS = ("glasses", "hat", "bald", "white_hair", "blond_hair", "beard", "mustache", "older", "child",
                     "male", "female")
 PERSON_TRAITS = ("glasses", "hat", "bald", "white_hair", "blond_hair", "beard", "goatee", "mustache", "older")
@@ -50,7 +52,6 @@ MATCHED_BY = {
     "goatee": frozenset({"beard"}),
     "mustache": frozenset({"mustache", "beard"}),
 }
-CHARACTER_TRAITS_FILE = "character_traits.csv"
 DATASET_TRAITS_FILE = "traits.csv"
 
 

@@ -464,3 +464,16 @@ def test_trained_model_converts_and_agrees(request):
         assert manifest[f"lookalike_{variant}.tflite"] == sha256_file(model.path)
         prediction = model.predict(np.zeros((model.contract.input_size,) * 2 + (3,), np.uint8))
         assert prediction.probabilities.shape == (len(model.labels),)
+
+
+def test_every_stage_reads_the_one_variant_table():
+    from benchmarks.plots import COLORS
+    from convert import verify
+    from edge.artifacts import VARIANT_TABLE, VARIANTS
+
+    assert tuple(export.EXPORTERS) == VARIANTS  # a variant in the table is one convert can make, in its order
+    limits = verify.thresholds(0.9)
+    assert [limits[v.name] for v in VARIANT_TABLE] == [v.min_agreement or 0.9 for v in VARIANT_TABLE]
+    assert limits["float32"] == 0.99 and limits["int8"] == 0.9
+    assert all(COLORS[v.name] == v.colour for v in VARIANT_TABLE)
+    assert len({v.colour for v in VARIANT_TABLE}) == len(VARIANT_TABLE)  # told apart in the plots

@@ -17,9 +17,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, prepare_image, read_rgb
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 DEFAULT_DATASET = Path(__file__).resolve().parents[1] / "data" / "emoji-characters"
 DEFAULT_TRAIN_STYLES = ("twemoji", "noto")
 DEFAULT_VAL_STYLES = ("openmoji",)

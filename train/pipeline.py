@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
+from edge.artifacts import KERAS_FILE
 from edge.outputs import make_staging
 from edge.runtime import sha256_file
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
@@ -36,7 +37,7 @@ from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
 
-MODEL_FILE = "lookalike.keras"
+MODEL_FILE = KERAS_FILE
 CARD_VERSION = 1
 
 
