@@ -382,7 +382,7 @@ def gallery_description(matcher: LookalikeMatcher, model: LookalikeModel) -> dic
     gallery = matcher.gallery
     if gallery is None:
         return None
-    return {"file": model.sidecar.get("gallery"), "characters": len(gallery.labels), "centred": gallery.centred,
+    return {"file": model.sidecar.gallery, "characters": len(gallery.labels), "centred": gallery.centred,
             "calibrated": gallery.calibrated, "temperature": gallery.temperature,
             "adaptive": gallery.adaptive, "face_prior": gallery.faces.prior if gallery.faces is not None else None}
 

@@ -25,7 +25,7 @@ from edge.matcher import LookalikeMatcher
 from edge.outputs import JsonLinesWriter, annotated_output, check_image_path, stop_signal_as_interrupt
 from edge.overlay import CharacterPictures, draw_frame
 from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
-from edge.runtime import LookalikeModel, model_path, sidecar_path
+from edge.runtime import LookalikeModel, model_path
 from edge.serve import LiveView, LookalikeServer, ServeOptions, start_server
 from edge.sources import Frame, FrameSource, SourceError, astronaut_source, is_pictures, open_source
 from edge.state import FaceMeanKeeper, StateFolder
@@ -241,8 +241,8 @@ def describe_faces(label: Union[str, int], result: FrameResult) -> str:
 
 
 def characters_folder(model: LookalikeModel) -> Path | None:
-    name = model.sidecar.get("characters")
-    return sidecar_path(model.path).parent / str(name) if name else None
+    name = model.sidecar.characters
+    return model.sidecar.beside(name) if name else None
 
 
 def warm_up(model: LookalikeModel) -> None:
@@ -429,7 +429,7 @@ class LookalikeLoop:
                 and gallery is not None and gallery.faces is not None):
             if view is None:
                 state.check_writable()
-            self.face_keeper = FaceMeanKeeper(state, gallery.faces, str(model.sidecar.get("tflite_sha256", "")))
+            self.face_keeper = FaceMeanKeeper(state, gallery.faces, model.sidecar.tflite_sha256)
         self.summary = RunSummary(interpreter=model.interpreter_module, still=source.still)
         self.fps_meter = FpsMeter(options.fps_window)
         self.averages = StageAverages(options.fps_window)

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.runtime import ModelError, Prediction, sidecar_path
+from edge.runtime import ModelError, Prediction, Sidecar
 from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, person_terms, picture_terms
 
 METHODS = ("auto", "classifier", "gallery")
@@ -357,31 +357,30 @@ class LookalikeMatcher:
         return Lookalike(classifier, classifier, gallery, "classifier", read, [], probabilities)
 
     @classmethod
-    def from_sidecar(cls, tflite_path: str | Path, sidecar: dict[str, Any], labels: tuple[str, ...],
+    def from_sidecar(cls, tflite_path: str | Path, sidecar: Sidecar, labels: tuple[str, ...],
                      embedding_dim: int, method: str = "auto", adapt: bool = True, traits: tuple[str, ...] = (),
                      thresholds: tuple[float, ...] = ()) -> "LookalikeMatcher":
         """The matcher a converted model was shipped with: its gallery and matching parameters.
         ``adapt``: let a centred gallery's face mean follow the faces seen (``FaceDomain``).
         ``traits``/``thresholds``: the model's trait output (the contract's); empty: match without traits."""
         gallery = load_gallery(tflite_path, sidecar, embedding_dim)
-        matching = sidecar.get("matching") or {}
-        if gallery is not None and isinstance(matching, dict) and matching.get("temperature") is not None:
-            gallery.temperature = _positive(matching["temperature"], sidecar_path(tflite_path))
+        matching = sidecar.matching
+        if gallery is not None and matching.get("temperature") is not None:
+            gallery.temperature = _positive(matching["temperature"], sidecar.path)
         if gallery is not None and gallery.centred and adapt:
             gallery.adapt()
-        if method == "auto" and isinstance(matching, dict) and matching.get("method") in METHODS:
+        if method == "auto" and matching.get("method") in METHODS:
             method = matching["method"]
         return cls(labels, gallery, method, traits, thresholds)
 
 
-def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim: int) -> GalleryScoring | None:
+def load_gallery(tflite_path: str | Path, sidecar: Sidecar, embedding_dim: int) -> GalleryScoring | None:
     """The gallery named by the sidecar, or None when the sidecar names none."""
-    name = sidecar.get("gallery")
-    if not name:
+    if not sidecar.gallery:
         return None
-    path = sidecar_path(tflite_path).parent / str(name)
+    path = sidecar.beside(sidecar.gallery)
     if not path.is_file():
-        raise ModelError(f"{path} (named by {sidecar_path(tflite_path).name}) is missing: copy it with the model, or run 'make train' and 'make convert'")
+        raise ModelError(f"{path} (named by {sidecar.path.name}) is missing: copy it with the model, or run 'make train' and 'make convert'")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
@@ -414,7 +413,7 @@ def load_gallery(tflite_path: str | Path, sidecar: dict[str, Any], embedding_dim
     return scoring
 
 
-def check_generation(arrays: dict, sidecar: dict[str, Any], path: Path, tflite_path: str | Path) -> None:
+def check_generation(arrays: dict, sidecar: Sidecar, path: Path, tflite_path: str | Path) -> None:
     """The gallery and the .tflite must come from one training run: training writes the Keras model's
     sha256 into gallery.npz, converting writes it into the sidecar. Retraining without converting
     (or a convert that failed) would otherwise match one model's faces against another's gallery."""
@@ -422,7 +421,7 @@ def check_generation(arrays: dict, sidecar: dict[str, Any], path: Path, tflite_p
     if made_by is None:
         raise ModelError(f"{path} does not say which training run made it (an older version wrote it): "
                          "run 'make train' and 'make convert' again")
-    if str(np.asarray(made_by).reshape(-1)[0]) != str(sidecar.get("source_model_sha256")):
+    if str(np.asarray(made_by).reshape(-1)[0]) != sidecar.source_model_sha256:
         raise ModelError(f"{path} comes from another training run than {Path(tflite_path).name} (retrained since "
                          "the last convert, or a convert that failed): run 'make convert'")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +61,64 @@ def read_json_object(path: str | Path, error: type[Exception], advice: str) -> d
     return data
 
 
-def read_sidecar(tflite_path: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Sidecar:
+    """The sidecar JSON beside a converted model, read and checked once; the device reads it only
+    through these fields. A field it needs that is missing is an error, never a default."""
+
+    path: Path
+    variant: str
+    tflite_sha256: str
+    source_model_sha256: str  # the Keras model it was converted from (gallery.npz carries the same)
+    contract: InputContract
+    outputs: dict[str, int]  # output name -> position in the interpreter's output details
+    gallery: str | None = None  # file names in the same folder
+    characters: str | None = None
+    matching: dict[str, Any] = field(default_factory=dict)  # optional overrides of the gallery's parameters
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> "Sidecar":
+        def fail(what: str) -> ModelError:
+            return ModelError(f"{path}: {what}: run 'make convert' again")
+
+        if data.get("format_version") != SIDECAR_VERSION:
+            raise fail(f"format version {data.get('format_version')!r} is not {SIDECAR_VERSION}")
+        for key in ("variant", "tflite_sha256", "source_model_sha256"):
+            if not isinstance(data.get(key), str) or not data[key]:
+                raise fail(f"no {key}")
+        try:
+            contract = InputContract.from_dict(data["contract"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise fail(f"bad input contract ({exc})") from exc
+        outputs = data.get("outputs")
+        if not isinstance(outputs, dict) or any(name not in outputs for name in contract.outputs):
+            raise fail("the output map does not name every output of the contract")
+        try:
+            outputs = {str(name): int(index) for name, index in outputs.items()}
+        except (TypeError, ValueError) as exc:
+            raise fail("the output map does not fit the model") from exc
+        files = {}
+        for key in ("gallery", "characters"):
+            name = data.get(key)
+            if name is not None and (not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..")):
+                raise fail(f"{key} must name a file beside it, got {name!r}")
+            files[key] = name
+        matching = data.get("matching") or {}
+        if not isinstance(matching, dict):
+            raise fail("matching must be an object")
+        return cls(path, data["variant"], data["tflite_sha256"], data["source_model_sha256"], contract, outputs,
+                   files["gallery"], files["characters"], matching)
+
+    def beside(self, name: str) -> Path:
+        """A file the sidecar names, in the sidecar's folder."""
+        return self.path.parent / name
+
+
+def read_sidecar(tflite_path: str | Path) -> Sidecar:
     path = sidecar_path(tflite_path)
     if not path.is_file():
         raise ModelError(f"{path} is missing (it travels with {Path(tflite_path).name}): run 'make convert'")
-    data = read_json_object(path, ModelError, "run 'make convert' again")
-    if data.get("format_version") != SIDECAR_VERSION:
-        raise ModelError(f"{path} has an unsupported format: run 'make convert' again")
-    return data
+    return Sidecar.from_dict(read_json_object(path, ModelError, "run 'make convert' again"), path)
 
 
 @dataclass
@@ -86,16 +136,13 @@ class LookalikeModel:
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} does not exist: run 'make convert' first")
         self.sidecar = read_sidecar(self.path)
-        if verify_sha256 and self.sidecar.get("tflite_sha256") != sha256_file(self.path):
+        if verify_sha256 and self.sidecar.tflite_sha256 != sha256_file(self.path):
             raise ModelError(
                 f"{self.path} does not match its sidecar {sidecar_path(self.path).name} "
                 "(sha256 differs): the files come from different conversions, run 'make convert' again"
             )
-        try:
-            self.contract = InputContract.from_dict(self.sidecar["contract"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"{sidecar_path(self.path)}: bad input contract ({exc}): run 'make convert' again") from exc
-        self.variant = str(self.sidecar.get("variant", self.path.stem))
+        self.contract = self.sidecar.contract
+        self.variant = self.sidecar.variant
         cls, self.interpreter_module = interpreter_class()
         try:
             with native_stderr_silenced():  # the runtime's INFO lines would bury our messages
@@ -106,8 +153,8 @@ class LookalikeModel:
         self._input = self.interpreter.get_input_details()[0]
         outputs = self.interpreter.get_output_details()
         try:
-            self._outputs = {name: outputs[int(self.sidecar["outputs"][name])] for name in self.contract.outputs}
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            self._outputs = {name: outputs[self.sidecar.outputs[name]] for name in self.contract.outputs}
+        except (KeyError, IndexError) as exc:
             raise ModelError(f"{sidecar_path(self.path)}: output map does not fit the model: run 'make convert' again") from exc
         self._check_shapes()
 

@@ -54,6 +54,21 @@ def test_sidecar_that_is_not_json(models_copy, portrait, capsys):
     assert "lookalike_int8.json" in line and "make convert" in line
 
 
+@pytest.mark.parametrize("change, says", [
+    (lambda d: d.pop("variant"), "no variant"),
+    (lambda d: d.pop("source_model_sha256"), "no source_model_sha256"),
+    (lambda d: d.update(format_version=0), "format version 0"),
+    (lambda d: d["outputs"].pop("embedding"), "output map"),
+    (lambda d: d.update(gallery="../elsewhere/gallery.npz"), "gallery must name a file beside it"),
+    (lambda d: d.update(characters="/etc"), "characters must name a file beside it"),
+    (lambda d: d.update(matching=[1, 2]), "matching must be an object"),
+])
+def test_sidecar_fields_are_checked_once_and_never_defaulted(models_copy, portrait, capsys, change, says):
+    rewrite_sidecar(models_copy, change)
+    line = error_line([portrait, "--models", models_copy, "--no-window"], capsys)
+    assert "lookalike_int8.json" in line and says in line and "make convert" in line
+
+
 def test_model_that_does_not_match_its_sidecar(models_copy, portrait, capsys):
     with open(models_copy / "lookalike_int8.tflite", "ab") as handle:
         handle.write(b"\0")  # a different file than the one the sidecar describes

@@ -232,6 +232,6 @@ def test_a_camera_run_keeps_its_face_mean_and_a_video_file_does_not(tiny_models,
     run(RunOptions(models=tiny_models, show_window=False, quiet=True), source=_LiveVideo(face_video))
     saved = json.loads((private_state / "face_mean.json").read_text())
     model = LookalikeModel(model_path(tiny_models, "int8"))
-    assert saved["count"] >= 1 and saved["model"] == model.sidecar["tflite_sha256"]
+    assert saved["count"] >= 1 and saved["model"] == model.sidecar.tflite_sha256
     matcher, _ = make_matcher(model, RunOptions(models=tiny_models))
     assert not np.allclose(saved["mean"], matcher.gallery.face_mean, atol=1e-4)  # it learned something

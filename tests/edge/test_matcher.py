@@ -1,6 +1,8 @@
 """The lookalike matcher: classifier ranking, gallery cosine, centring, temperature, smoothing."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import numpy as np
@@ -112,9 +114,8 @@ def test_optional_gallery_arrays_and_sidecar_parameters(models_copy):
 
 def test_model_without_gallery_ranks_by_classifier_only(models_copy):
     tflite = model_path(models_copy, "int8")
-    sidecar = json.loads((models_copy / "lookalike_int8.json").read_text())
-    del sidecar["gallery"]
     model = LookalikeModel(tflite)
+    sidecar = dataclasses.replace(model.sidecar, gallery=None)
     matcher = LookalikeMatcher.from_sidecar(tflite, sidecar, model.labels, model.contract.embedding_dim)
     size = model.contract.input_size
     result = matcher.rank(matcher.score(model.predict(np.zeros((size, size, 3), np.uint8))))
