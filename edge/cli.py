@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "OpenCV's bundled Haar cascade]")
     parser.add_argument("--full-frame", action="store_true", help="classify the whole picture, no face detection")
     parser.add_argument("--match", choices=METHODS, default="auto",
-                        help="rank by the classifier or the gallery; auto: the classifier for --full-frame "
-                             "(drawings), else the gallery once it is calibrated")
+                        help="rank by the classifier or the gallery; auto: the gallery once it is calibrated, "
+                             "but the classifier for --full-frame (drawings) unless characters are enrolled")
     parser.add_argument("--no-traits", action="store_true",
                         help="match by the face's embedding alone, ignoring the traits the model reads "
                              "(glasses, hair, beard ...)")

@@ -47,7 +47,7 @@ class InputContract:
     # Face crops are scaled so their mean pixel value is this: the answer should not change with
     # the room's lighting or the camera's exposure. None leaves crops as they are.
     face_pixel_mean: float | None = 120.0
-    embedding_dim: int = 1280
+    embedding_dim: int | None = None  # known once the model is built (training sets it); every artifact has it
     outputs: tuple[str, ...] = OUTPUT_NAMES
     # Face traits the model reads (its ``traits`` output, probabilities 0..1 in this order) and the
     # probability from which each counts as present; empty when the model has no trait head.
@@ -103,12 +103,14 @@ class InputContract:
                 "the model comes from another version of this project, run 'make train' and 'make convert' again"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in data.items():
-            if key in names:
-                kwargs[key] = tuple(value) if isinstance(value, list) else value
-        if "labels" not in kwargs:
-            raise ValueError("input contract has no labels")
+        # Every field is read from the artifact, none filled in from this code's defaults: a default
+        # that changed since the artifact was written would silently change what the model is fed.
+        missing = sorted(names - set(data))
+        if missing:
+            raise ValueError(f"input contract lacks {', '.join(missing)}: run 'make train' and 'make convert' again")
+        kwargs = {key: tuple(value) if isinstance(value, list) else value for key, value in data.items() if key in names}
+        if not isinstance(kwargs["embedding_dim"], int) or kwargs["embedding_dim"] < 1:
+            raise ValueError(f"input contract has no usable embedding_dim ({kwargs['embedding_dim']!r})")
         return cls(**kwargs)
 
     def to_json(self) -> str:

@@ -169,7 +169,7 @@ def test_face_crop_is_square_enlarged_and_padded():
 
 
 def test_contract_round_trips_and_rejects_other_versions():
-    contract = InputContract(labels=("a", "b", "c"), input_size=96)
+    contract = InputContract(labels=("a", "b", "c"), input_size=96, embedding_dim=8)
     data = json.loads(contract.to_json())
     assert InputContract.from_dict(data) == contract
     data["version"] = 99

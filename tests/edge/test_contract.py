@@ -79,3 +79,18 @@ def test_names_outside_ascii_are_drawn_as_close_as_the_font_allows():
 
     assert drawable("Zoë") == "Zoe" and drawable("Ñandú_Ærø") == "Nandu_?r?" and drawable("孫悟空") == "???"
     assert drawable("plain name") == "plain name"
+
+
+def test_a_contract_field_missing_from_an_artifact_is_refused_not_defaulted():
+    import json
+
+    import pytest
+
+    data = json.loads(InputContract(labels=("a", "b"), input_size=48, embedding_dim=16).to_json())
+    assert InputContract.from_dict(data).face_pixel_mean == 120.0
+    for field in ("face_pixel_mean", "embedding_dim", "face_scale"):
+        partial = {k: v for k, v in data.items() if k != field}
+        with pytest.raises(ValueError, match=f"lacks {field}"):
+            InputContract.from_dict(partial)
+    with pytest.raises(ValueError, match="embedding_dim"):
+        InputContract.from_dict(data | {"embedding_dim": None})
