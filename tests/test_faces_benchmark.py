@@ -319,3 +319,19 @@ def test_a_missing_variant_and_compare_with_faces_only_are_refused(tmp_path, cap
     code, _, err = run_cli(["--models", FIXTURE, "--out", tmp_path / "r", "--faces-only", "--compare",
                             tmp_path / "old.json"], capsys)
     assert_one_line_error(code, err, "--faces-only", "--compare")
+
+
+def test_the_adaptive_matcher_counts_the_faces_it_measures():
+    from benchmarks.faces import FaceSample, FaceSet, measure_faces
+    from edge.matcher import LookalikeMatcher
+    from edge.runtime import LookalikeModel
+    from shared_paths import ROOT
+
+    model = LookalikeModel(ROOT / "tests/fixtures/tiny_models/lookalike_int8.tflite")
+    args = (model.path, model.sidecar, model.labels, model.contract.embedding_dim)
+    matcher = LookalikeMatcher.from_sidecar(*args, adapt=False)
+    device = LookalikeMatcher.from_sidecar(*args, adapt=True)
+    rng = np.random.default_rng(0)
+    samples = [FaceSample(f"f{i}", rng.integers(0, 255, (100, 100, 3), dtype=np.uint8), (20, 20, 60, 60)) for i in range(3)]
+    measure_faces(FaceSet("test", samples), model, matcher, show_progress=False, adaptive=device)
+    assert device.gallery.faces.count >= 1  # the device's face mean learned from what was measured
