@@ -28,3 +28,29 @@ def need(path: Path) -> Path:
     if os.environ.get("LOOKALIKE_REQUIRE_SHARED") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+# Committed with the tests, so that a fresh clone runs them: Eileen Collins' NASA portrait (public
+# domain), as scikit-image ships it (see tests/fixtures/faces/README.md).
+PORTRAIT = ROOT / "tests" / "fixtures" / "faces" / "astronaut.jpg"
+
+
+def write_group_photo(path: Path) -> Path:
+    """Two people side by side (the portrait's head and shoulders beside their mirror image), 640x320."""
+    import cv2
+    import numpy as np
+
+    head = cv2.imread(str(PORTRAIT))[0:320, 64:384]
+    cv2.imwrite(str(path), np.hstack([head, head[:, ::-1]]))
+    return path
+
+
+def write_committed_photos(folder: Path) -> list[str]:
+    """Three photos with four faces in ``folder``: the portrait, its mirror image, and the group."""
+    import cv2
+
+    image = cv2.imread(str(PORTRAIT))
+    cv2.imwrite(str(folder / "astronaut.jpg"), image)
+    cv2.imwrite(str(folder / "astronaut_mirrored.jpg"), image[:, ::-1])
+    write_group_photo(folder / "group.jpg")
+    return ["astronaut.jpg", "astronaut_mirrored.jpg", "group.jpg"]

@@ -26,11 +26,10 @@ from benchmarks.faces import (
 from cli_checks import assert_one_line_error, run_cli
 from edge.contract import InputContract, crop_face
 from edge.faces import make_face_detector
-from shared_paths import FACES, need
+from shared_paths import PORTRAIT, write_committed_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_models"
-SHARED_PHOTOS = ("astronaut.jpg", "grace_hopper.jpg", "open_images_group.jpg")
 CONTRACT = InputContract(labels=("a", "b", "c"), input_size=48)
 
 
@@ -51,11 +50,11 @@ def centre_gallery(models: Path) -> None:
 
 
 def shared_faces_folder(tmp_path: Path, blank: bool = True, broken: bool = True) -> Path:
-    """The shared photos, plus a picture with no face and a file that is not an image."""
+    """The committed photos (four faces in three photos), plus a picture with no face and a file
+    that is not an image."""
     folder = tmp_path / "faces"
     folder.mkdir()
-    for name in SHARED_PHOTOS:
-        shutil.copy(need(FACES / name), folder / name)
+    write_committed_photos(folder)
     if blank:
         cv2.imwrite(str(folder / "wall.png"), np.full((120, 160, 3), 200, np.uint8))
     if broken:
@@ -150,7 +149,7 @@ def test_faces_are_found_left_to_right_and_pictures_without_one_are_counted(tmp_
     assert found.photos == 4  # three photos and the blank wall; the broken file is not a photo
     assert found.unreadable == ["broken.jpg"]
     assert "wall.png" in found.photos_without_face
-    group = [s for s in found.samples if s.name.startswith("open_images_group.jpg #")]
+    group = [s for s in found.samples if s.name.startswith("group.jpg #")]
     assert len(group) >= 2
     xs = [s.box[0] for s in group]
     assert xs == sorted(xs)
@@ -161,7 +160,7 @@ def test_faces_are_found_left_to_right_and_pictures_without_one_are_counted(tmp_
 
 
 def test_detection_boxes_are_in_the_full_pictures_pixels():
-    photo = cv2.cvtColor(cv2.imread(str(need(FACES / "grace_hopper.jpg"))), cv2.COLOR_BGR2RGB)
+    photo = cv2.cvtColor(cv2.imread(str(PORTRAIT)), cv2.COLOR_BGR2RGB)
     # A copy twice the size is shrunk for detection; the box must come back in the big picture's pixels.
     big = cv2.resize(photo, (photo.shape[1] * 2, photo.shape[0] * 2))
     small_box = detect_faces(photo, make_face_detector(None))[0]
@@ -225,7 +224,7 @@ def test_faces_only_writes_the_section_with_a_per_face_table(tmp_path, capsys):
 
     markdown = (out / "benchmark.md").read_text()
     assert "## Real faces: variety and stability of the answers" in markdown
-    assert "Top-3 per face" in markdown and "| grace_hopper.jpg " in markdown
+    assert "Top-3 per face" in markdown and "| astronaut.jpg " in markdown
     assert "## Camera pipeline" not in markdown and "p50 ms" not in markdown
     assert "| ranking " in stdout and "most frequent top-1" in stdout
     plotted = "faces_top1.png" in {p["file"] for p in report["plots"]}

@@ -36,7 +36,7 @@ from edge.matcher import LookalikeMatcher  # noqa: E402
 from edge.pipeline import LookalikePipeline, PipelineOptions  # noqa: E402
 from edge.runtime import VARIANTS, LookalikeModel, model_path  # noqa: E402
 from edge.sources import open_source  # noqa: E402
-from shared_paths import FACES, need  # noqa: E402
+from shared_paths import FACES, PORTRAIT, need, write_group_photo  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -197,18 +197,18 @@ def tiny_keras_and_float32(tmp_path_factory):
 
 def test_tiny_model_keras_and_edge_agree(tiny_keras_and_float32, tmp_path):
     keras_model, folder = tiny_keras_and_float32
-    photos = [png_copy(need(FACES / name), tmp_path) for name in ("grace_hopper.jpg", "open_images_group.jpg")]
+    photos = [png_copy(PORTRAIT, tmp_path), png_copy(write_group_photo(tmp_path / "group.jpg"), tmp_path)]
     compared = 0
     for photo in photos:
         compared += check_no_skew(folder, "float32", photo)
         check_fidelity(keras_model, folder, "float32", photo)
-    assert compared >= 3  # Hopper and at least two of the party's faces
+    assert compared >= 3  # the portrait and both faces of the group
 
 
 def test_the_comparison_would_catch_a_channel_swap(tiny_keras_and_float32, tmp_path):
     """Guard against a vacuous parity test: feeding Keras BGR instead of RGB must differ clearly."""
     keras_model, folder = tiny_keras_and_float32
-    photo = png_copy(need(FACES / "grace_hopper.jpg"), tmp_path)
+    photo = png_copy(PORTRAIT, tmp_path)
     model, _, faces = edge_faces(folder, "float32", photo)
     swapped_crop = reference_crop(photo, faces[0].box, model.contract)[:, :, ::-1]
     swapped = keras_model.predict(swapped_crop[None].astype(np.float32), verbose=0)[0][0]

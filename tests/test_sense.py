@@ -13,7 +13,7 @@ from cli_checks import assert_one_line_error, run_cli
 from edge.traits import (
     TRAITS, TraitsError, characters_matching, read_character_traits, read_trait_rules, write_character_traits,
 )
-from shared_paths import FACES, need
+from shared_paths import FACES, PORTRAIT, need
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET_TRAITS = ROOT / "data" / "emoji-characters" / "traits.csv"
@@ -145,8 +145,8 @@ def test_the_benchmark_measures_sense_on_the_shared_faces(tmp_path, capsys):
 def test_a_bad_traits_file_is_one_line_before_anything_runs(tmp_path, capsys):
     folder = tmp_path / "faces"
     folder.mkdir()
-    shutil.copy(need(FACES / "grace_hopper.jpg"), folder / "grace_hopper.jpg")
-    write(folder / "traits.csv", "photo,x,y,traits\ngrace_hopper.jpg,,,tiara\n")
+    shutil.copy(PORTRAIT, folder / "astronaut.jpg")
+    write(folder / "traits.csv", "photo,x,y,traits\nastronaut.jpg,,,tiara\n")
     code, _, err = run_cli(["--models", ROOT / "tests" / "fixtures" / "tiny_models", "--out", tmp_path / "r",
                             "--faces-only", "--faces", folder, "--quiet"], capsys)
     assert_one_line_error(code, err, "unknown trait 'tiara'")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_paths import ROOT
+from shared_paths import PORTRAIT, ROOT, write_group_photo
 
 TINY_MODELS = Path(os.environ.get("LOOKALIKE_TINY_MODELS", ROOT / "tests" / "fixtures" / "tiny_models"))
 
@@ -33,11 +33,6 @@ def models_copy(tiny_models: Path, tmp_path: Path) -> Path:
     return target
 
 
-# Committed with the tests, so that a fresh clone runs them: Eileen Collins' NASA portrait (public
-# domain), as scikit-image ships it (see tests/fixtures/faces/README.md).
-PORTRAIT = ROOT / "tests" / "fixtures" / "faces" / "astronaut.jpg"
-
-
 @pytest.fixture(scope="session")
 def portrait() -> Path:
     """A photo of one person, face to the camera."""
@@ -47,13 +42,7 @@ def portrait() -> Path:
 @pytest.fixture(scope="session")
 def group_photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two people side by side (the portrait's head and shoulders beside their mirror image), 640x320."""
-    import cv2
-    import numpy as np
-
-    head = cv2.imread(str(PORTRAIT))[0:320, 64:384]
-    path = tmp_path_factory.mktemp("group") / "group.jpg"
-    cv2.imwrite(str(path), np.hstack([head, head[:, ::-1]]))
-    return path
+    return write_group_photo(tmp_path_factory.mktemp("group") / "group.jpg")
 
 
 @pytest.fixture(scope="session")
