@@ -7,36 +7,28 @@ is counted and skipped instead of ending the program.
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
-import cv2
 import numpy as np
 
 from edge.card import main_face, save_card
+from edge.records import describe_faces, face_record, frame_record  # noqa: F401 - part of this module's interface
+from edge.runstats import FpsMeter, RunSummary, StageAverages, peak_rss_mb
 from edge.enrolment import EnrolledGallery
 from edge.faces import make_face_detector
 from edge.matcher import LookalikeMatcher
 from edge.outputs import JsonLinesWriter, annotated_output, check_image_path, stop_signal_as_interrupt
 from edge.overlay import CharacterPictures, draw_frame
-from edge.pipeline import STAGES, FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
+from edge.pipeline import FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
 from edge.runtime import LookalikeModel, model_path
 from edge.serve import LiveView, LookalikeServer, ServeOptions, start_server
 from edge.sources import Frame, FrameSource, SourceError, astronaut_source, is_pictures, open_source
 from edge.state import FaceMeanKeeper, StateFolder
-
-WINDOW_NAME = "Cartoon lookalike"
-ESC = 27
-
-
-class WindowError(RuntimeError):
-    """No window can be shown here; the message says how to run headless instead."""
-
+from edge.window import ESC, Window, WindowError  # noqa: F401 - WindowError is part of this module's interface
 
 @dataclass
 class RunOptions:
@@ -63,181 +55,6 @@ class RunOptions:
     reset_state: bool = False  # forget the learned face mean and the enrolled characters first
     camera_retries: int = 30  # --serve: how often a lost camera is reopened (2 s apart) before giving up
     paced: bool = True  # --serve with a video file: play it at its frame rate (and from the start again)
-
-
-@dataclass
-class RunSummary:
-    """What a run did and how fast: returned as data, printed as one line."""
-
-    frames: int = 0
-    dropped: int = 0
-    frames_with_faces: int = 0
-    classifications: int = 0
-    seconds: float = 0.0
-    mean_ms: dict[str, float] = field(default_factory=dict)
-    peak_rss_mb: float = 0.0
-    stopped_by: str = "end"  # end, user, max_frames, interrupt
-    written: list[str] = field(default_factory=list)
-    interpreter: str = ""
-    still: bool = False  # the source was pictures, not a stream
-
-    @property
-    def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
-
-    def describe(self) -> str:
-        stages = ", ".join(f"{name} {ms:.1f}" for name, ms in self.mean_ms.items() if name != "total" and ms >= 0.05)
-        per = f"{self.mean_ms.get('total', 0.0):.1f} ms per {'picture' if self.still else 'frame'}: {stages}"
-        if self.still:
-            text = f"{_count(self.frames, 'picture')} ({per}); faces found in {self.frames_with_faces}"
-        else:
-            text = (
-                f"{_count(self.frames, 'frame')} in {self.seconds:.1f} s ({self.fps:.1f} FPS, {per}); "
-                f"faces in {self.frames_with_faces} frames, {_count(self.classifications, 'classification')}"
-            )
-        text += f"; peak RSS {self.peak_rss_mb:.0f} MB"
-        if self.dropped:
-            text += f"; {_count(self.dropped, 'frame' if not self.still else 'picture')} could not be read and were skipped"
-        return text
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-class FpsMeter:
-    """Frames per second over the last ``window`` frames."""
-
-    def __init__(self, window: int = 10):
-        self._times: deque[float] = deque(maxlen=max(2, window))
-
-    def tick(self) -> float | None:
-        self._times.append(time.perf_counter())
-        if len(self._times) < 2:
-            return None
-        return (len(self._times) - 1) / max(1e-9, self._times[-1] - self._times[0])
-
-
-class StageAverages:
-    """Per-stage milliseconds: a rolling mean for the screen and a run-long mean for the summary."""
-
-    def __init__(self, window: int = 10):
-        self._recent: deque[dict[str, float]] = deque(maxlen=max(1, window))
-        self._totals = {name: 0.0 for name in STAGES + ("total",)}
-        self.count = 0
-
-    def add(self, ms: dict[str, float]) -> None:
-        self._recent.append(ms)
-        for name, value in ms.items():
-            self._totals[name] = self._totals.get(name, 0.0) + value
-        self.count += 1
-
-    def recent(self) -> dict[str, float]:
-        if not self._recent:
-            return {}
-        return {name: sum(ms.get(name, 0.0) for ms in self._recent) / len(self._recent) for name in STAGES}
-
-    def overall(self) -> dict[str, float]:
-        return {name: total / self.count for name, total in self._totals.items()} if self.count else {}
-
-
-class Window:
-    """An OpenCV window; fails early, with what to do, when OpenCV was built without a GUI."""
-
-    def __init__(self, name: str = WINDOW_NAME):
-        self.name = name
-        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-            raise WindowError(
-                "no display to open a window on (DISPLAY is not set): run with --no-window and --output/--json/--card, "
-                "or start it from the desktop"
-            )
-        try:
-            cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
-        except cv2.error as exc:
-            raise WindowError(
-                "this OpenCV cannot open a window (opencv-python-headless, or no display): run with --no-window "
-                "and --output/--json/--card, or install opencv-python instead of opencv-python-headless"
-            ) from exc
-
-    def show(self, bgr: np.ndarray, wait_ms: int) -> int:
-        """Show a frame; the key pressed (lower-case code) or -1. ``wait_ms`` 0 waits for a key.
-
-        Closing the window counts as Esc. Waiting for a key polls, because a blocking
-        waitKey(0) does not return when the window is closed with the mouse on some backends.
-        """
-        cv2.imshow(self.name, bgr)
-        while True:
-            key = cv2.waitKey(wait_ms if wait_ms > 0 else 100)
-            if key != -1:
-                return key & 0xFF
-            if self.closed():
-                return ESC
-            if wait_ms > 0:
-                return -1
-
-    def closed(self) -> bool:
-        try:
-            return cv2.getWindowProperty(self.name, cv2.WND_PROP_VISIBLE) < 1
-        except cv2.error:
-            return True
-
-    def close(self) -> None:
-        try:
-            cv2.destroyWindow(self.name)
-        except cv2.error:
-            pass
-
-
-def peak_rss_mb() -> float:
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def face_record(face: FaceResult) -> dict[str, Any]:
-    def ranked(rows):
-        return [{"label": r.label, "score": round(r.score, 4)} for r in rows]
-
-    best = face.lookalike.best
-    return {
-        "box": list(face.box),
-        "track": face.track_id,
-        "fresh": face.fresh,
-        "method": face.lookalike.method,
-        "picture": best.picture if best is not None else None,
-        "traits": face.lookalike.traits,
-        "why": face.lookalike.why,
-        "trait_scores": face.lookalike.trait_scores,
-        "top": ranked(face.lookalike.top),
-        "classifier": ranked(face.lookalike.classifier),
-        "gallery": ranked(face.lookalike.gallery),
-    }
-
-
-def frame_record(label: Union[str, int], result: FrameResult | None, ms: dict[str, float], error: str = "") -> dict[str, Any]:
-    """The JSON line for one frame or picture."""
-    record: dict[str, Any] = {"source": label, "faces": [face_record(f) for f in result.faces] if result else []}
-    if result is not None:
-        record["detected"] = result.detected
-        record["classified"] = result.classified
-    if error:
-        record["error"] = error
-    record["ms"] = {name: round(value, 2) for name, value in ms.items()}
-    return record
-
-
-def describe_faces(label: Union[str, int], result: FrameResult) -> str:
-    if not result.faces:
-        return f"{label}: no face found"
-    parts = []
-    for face in result.faces:
-        ranking = ", ".join(f"{r.label} {r.score:.2f}" for r in face.lookalike.top)
-        where = "whole picture" if face.box == (0, 0) + tuple(result.size) else f"face at {list(face.box)}"
-        parts.append(f"{where}: {ranking}")
-    return f"{label}: " + "; ".join(parts)
 
 
 def characters_folder(model: LookalikeModel) -> Path | None:
