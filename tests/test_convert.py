@@ -163,7 +163,7 @@ def test_cli_converts_a_subset_and_keeps_the_others(converted, models_dir, capsy
 
 
 def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline.verify, "FLOAT_MIN_AGREEMENT", 1.5)  # no variant can reach it
+    monkeypatch.setattr(pipeline.verify, "thresholds", lambda _: dict.fromkeys(VARIANTS, 1.5))  # none can reach it
     code = main(["--models", str(models_dir), "--variants", "float32", "--strict", "--max-val", "6"])
     assert code == EXIT_FLAGGED
     assert "agrees with Keras on only" in capsys.readouterr().err
@@ -174,7 +174,7 @@ def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypa
 
 
 def test_flagged_variant_without_strict_is_published_with_a_warning(models_dir, monkeypatch, capsys):
-    monkeypatch.setattr(pipeline.verify, "FLOAT_MIN_AGREEMENT", 1.5)
+    monkeypatch.setattr(pipeline.verify, "thresholds", lambda _: dict.fromkeys(VARIANTS, 1.5))
     code = main(["--models", str(models_dir), "--variants", "float32", "--max-val", "6"])
     assert code == 0
     assert "WARNING float32 agrees with Keras on only" in capsys.readouterr().err
