@@ -318,7 +318,8 @@ def test_sigterm_during_conversion_cleans_up_like_ctrl_c(models_dir, monkeypatch
         raise AssertionError("SIGTERM should have stopped the conversion")
 
     monkeypatch.setitem(export.EXPORTERS, "float16", terminated)
-    assert main(["--models", str(models_dir), "--variants", "float32,float16", "--rep-size", "6"]) == EXIT_INTERRUPTED
+    assert main(["--models", str(models_dir), "--variants", "float32,float16", "--rep-size", "6",
+                 "--max-val", "6"]) == EXIT_INTERRUPTED
     assert "interrupted" in one_error_line(capsys)
     assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handed back after the run
@@ -337,7 +338,7 @@ def test_staging_left_by_a_killed_run_is_removed_by_the_next(models_dir):
     alive = models_dir / f"{pipeline.STAGING_PREFIX}alive"
     alive.mkdir()
     (alive / ".owner-pid").write_text(str(os.getppid()))  # another process still converting
-    assert main(["--models", str(models_dir), "--variants", "float32", "--rep-size", "6"]) == 0
+    assert main(["--models", str(models_dir), "--variants", "float32", "--rep-size", "6", "--max-val", "6"]) == 0
     assert leftovers(models_dir) == [alive.name]
 
 
