@@ -13,6 +13,7 @@ from convert import ConvertError  # noqa: E402
 from convert.export import FULL_INTEGER, Int8Recipe  # noqa: E402
 from convert.pipeline import ConvertConfig, run  # noqa: E402
 from convert.verify import DEFAULT_MIN_AGREEMENT, FLOAT16_MIN_AGREEMENT, FLOAT_MIN_AGREEMENT  # noqa: E402
+from edge.argtypes import whole  # noqa: E402
 from edge.outputs import stop_signal_as_interrupt  # noqa: E402
 from edge.runtime import VARIANTS  # noqa: E402
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder make train wrote into")
     parser.add_argument("--variants", type=parse_variants, default=",".join(VARIANTS), help="comma-separated subset of " + ",".join(VARIANTS))
-    parser.add_argument("--rep-size", type=_whole(1), default=300, help="training images (class-balanced) that calibrate the int8 variant")
+    parser.add_argument("--rep-size", type=whole(1), default=300, help="training images (class-balanced) that calibrate the int8 variant")
     parser.add_argument(
         "--min-agreement",
         type=float,
@@ -62,27 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="exit non-zero and publish nothing if any variant is flagged")
     parser.add_argument("--val", type=Path, action="append", default=[], help="folder of class folders to validate on (repeatable; empty: the model card's validation split)")
     parser.add_argument("--rep-data", type=Path, action="append", default=[], help="folder of class folders of training images to calibrate on (repeatable; empty: the model card's training split)")
-    parser.add_argument("--max-val", type=_whole(1), default=None, help="check on at most this many validation images, class-balanced (None: all)")
-    parser.add_argument("--threads", type=_whole(1), default=2, help="TFLite interpreter threads during the check")
+    parser.add_argument("--max-val", type=whole(1), default=None, help="check on at most this many validation images, class-balanced (None: all)")
+    parser.add_argument("--threads", type=whole(1), default=2, help="TFLite interpreter threads during the check")
     parser.add_argument("--seed", type=int, default=1234, help="seed for choosing the representative images")
     parser.add_argument("--faces", type=Path, default=None,
                         help="labelled face folder (CelebA's format): check every variant's traits output against "
                              "Keras on its test split (per-trait AUC and agreement)")
-    parser.add_argument("--max-faces", type=_whole(1), default=300, help="labelled test faces the traits are checked on")
+    parser.add_argument("--max-faces", type=whole(1), default=300, help="labelled test faces the traits are checked on")
     return parser
-
-
-def _whole(low: int):
-    """An argparse type: a whole number of at least ``low``, checked before any work starts."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is out of range (at least {low})")
-        return value
-    return parse
 
 
 def int8_recipe(mode: str, float_layers: str) -> Int8Recipe:

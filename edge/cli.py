@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from edge.argtypes import decimal, whole
 from edge.faces import DetectorError
 from edge.live import NoFaceError, RunOptions, WindowError, run
 from edge.matcher import METHODS
@@ -39,44 +40,7 @@ def _size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 1..65535 (0: any free port), got {text!r}")
-    return value
-
-
-def _stream_fps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.5 <= value <= 60:
-        raise argparse.ArgumentTypeError(f"expected frames per second between 0.5 and 60, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 0, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+_positive_int = whole(1)
 
 
 class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
@@ -145,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve the live view at http://HOST:PORT/ instead of opening a window")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on; anything but this machine needs --token (0.0.0.0: every network)")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument("--port", type=whole(0, 65535), default=8000, help="port to listen on")
     serve.add_argument("--token", default=None,
                        help="secret viewers add as ?token=... [default: $LOOKALIKE_TOKEN]")
-    serve.add_argument("--stream-fps", type=_stream_fps, default=ServeOptions().stream_fps,
+    serve.add_argument("--stream-fps", type=decimal(0.5, 60), default=ServeOptions().stream_fps,
                        help="frames per second sent to viewers at most (the camera loop may run faster)")
-    serve.add_argument("--camera-retries", type=_count, default=30,
+    serve.add_argument("--camera-retries", type=whole(0), default=30,
                        help="with --serve, how often a missing or lost camera is reopened (2 s apart) before giving up")
     serve.add_argument("--unpaced", action="store_true",
                        help="with --serve and a video file: process it as fast as possible, once (for measuring)")

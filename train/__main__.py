@@ -6,21 +6,9 @@ import os
 import sys
 from pathlib import Path
 
+from edge.argtypes import whole
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def _whole(low: int, high: int | None = None):
-    """An argparse type: a whole number in [low, high], checked before any work starts."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            span = f"{low}..{high}" if high is not None else f"at least {low}"
-            raise argparse.ArgumentTypeError(f"{value} is out of range ({span})")
-        return value
-    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,12 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=None,
                         help="'imagenet' (Keras downloads them), a local .weights.h5 file, or 'random'; "
                              "default: $LOOKALIKE_WEIGHTS, else imagenet")
-    parser.add_argument("--size", type=_whole(32, 640), default=224,
+    parser.add_argument("--size", type=whole(32, 640), default=224,
                         help="input size in pixels, 32..640 (ImageNet weights exist for 96, 128, 160, 192 and 224; "
                              "the face-trait head fits 224 only)")
-    parser.add_argument("--epochs", type=_whole(1), default=40, help="maximum epochs of the head (at least 1)")
-    parser.add_argument("--patience", type=_whole(1), default=8, help="early stopping patience (epochs)")
-    parser.add_argument("--augment-copies", type=_whole(0), default=3,
+    parser.add_argument("--epochs", type=whole(1), default=40, help="maximum epochs of the head (at least 1)")
+    parser.add_argument("--patience", type=whole(1), default=8, help="early stopping patience (epochs)")
+    parser.add_argument("--augment-copies", type=whole(0), default=3,
                         help="augmented copies of each training image (0: the originals only)")
     parser.add_argument("--faces", default=None,
                         help="folder of photos of real people: the face domain the device's gallery match is "
@@ -56,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "data/face-traits/trait_head.npz when it fits the backbone weights")
     parser.add_argument("--no-traits", action="store_true", help="build the model without the face-trait output")
     parser.add_argument("--seed", type=int, default=1234)
-    parser.add_argument("--max-per-class", type=_whole(1), default=None,
+    parser.add_argument("--max-per-class", type=whole(1), default=None,
                         help="use at most this many images per class (quick runs; default: all)")
     return parser.parse_args(argv)
 

@@ -262,3 +262,17 @@ def test_camera_unplugged_mid_run_is_retried_then_reported(tiny_models, capsys):
     err = capsys.readouterr().err
     assert "camera 7 stopped delivering frames (30 failed reads in a row) (retry 1 of 2 in 2 s)" in err
     assert "retry 2 of 2" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--port", "70000"], "--port: 70000 is out of range (0..65535)"),
+    (["--port", "web"], "--port: expected a whole number"),
+    (["--stream-fps", "0"], "--stream-fps: 0 is out of range (0.5..60)"),
+    (["--camera-retries", "-1"], "--camera-retries: -1 is out of range (at least 0)"),
+])
+def test_bad_numbers_stop_before_anything_starts(args, says, capsys):
+    from edge.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--serve", *args])
+    assert stopped.value.code == 2 and says in capsys.readouterr().err
