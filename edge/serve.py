@@ -24,6 +24,7 @@ import hmac
 import ipaddress
 import json
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ class LiveView:
         self.jpegs_encoded = 0
         self.jpegs_sent = 0
         self._closed = False
+        self._encode_failed = False
         self._encoder = threading.Thread(target=self._encode_forever, name="lookalike-encoder", daemon=True)
         self._encoder.start()
 
@@ -198,7 +200,13 @@ class LiveView:
                 with self._lock:
                     frame, seen = self._frame, self._frame_seq
             last = time.monotonic()
-            jpeg = self._encode(frame)
+            try:
+                jpeg = self._encode(frame)
+            except Exception as exc:  # noqa: BLE001 - the live view must outlive one bad frame
+                if not self._encode_failed:
+                    print(f"warning: the live view could not draw a frame ({exc}); it keeps trying", file=sys.stderr)
+                self._encode_failed = True
+                continue
             with self._lock:
                 self._jpeg = jpeg
                 self._jpeg_seq += 1

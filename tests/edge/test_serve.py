@@ -276,3 +276,28 @@ def test_bad_numbers_stop_before_anything_starts(args, says, capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["--serve", *args])
     assert stopped.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_a_frame_that_cannot_be_drawn_does_not_stop_the_view(monkeypatch, capsys):
+    import edge.serve
+
+    calls = {"n": 0}
+    real = edge.serve.draw_frame
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("a broken frame")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(edge.serve, "draw_frame", flaky)
+    view = LiveView(CharacterPictures(None), stream_fps=60)
+    try:
+        view.add_viewer()
+        view.publish(_frames(1)[0], [], None, {}, 0)
+        _wait(lambda: calls["n"] >= 1)
+        view.publish(_frames(2)[1], [], None, {}, 1)
+        assert view.next_jpeg(-1, timeout=5) is not None  # the encoder lived on
+    finally:
+        view.close()
+    assert "could not draw a frame (a broken frame)" in capsys.readouterr().err
