@@ -10,6 +10,7 @@ import pytest
 
 from edge.live import RunOptions, make_matcher
 from edge.matcher import FaceDomain
+from edge.overlay import CharacterPictures
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, model_path
 from edge.state import ENROLLED_PREFIX, FaceMeanKeeper, StateFolder, check_name
@@ -57,6 +58,13 @@ def test_enrolled_character_is_matched_listed_and_removed(tiny_models, drawings,
     face = read_jsonl(results)[0]["faces"][0]
     assert face["method"] == "gallery"  # the classifier cannot name an enrolled character
     assert face["top"][0]["label"] == "Robot" and face["picture"].startswith(ENROLLED_PREFIX + "Robot/")
+    # The card and the overlay show the enrolled picture itself.
+    shown = CharacterPictures(tiny_models / "characters", private_state / "enrolled").picture("Robot", 64, face["picture"])
+    stored = cv2.imread(str(private_state / "enrolled" / face["picture"][len(ENROLLED_PREFIX):]))
+    assert shown is not None and np.abs(shown.astype(int) - cv2.resize(stored, (64, 64), interpolation=cv2.INTER_AREA)).max() <= 1
+    card = tmp_path / "card.png"
+    code, _, err = run_cli([drawings[0], "--models", tiny_models, "--full-frame", "--no-window", "--card", card], capsys)
+    assert code == 0 and cv2.imread(str(card)) is not None, err
 
     code, out, _ = enroll(["--remove", "Robot"], capsys)
     assert code == 0 and not (private_state / "enrolled" / "Robot").exists()
