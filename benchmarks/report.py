@@ -23,10 +23,6 @@ WEAKEST_CLASSES_SHOWN = 5
 PER_FACE_ROWS = 20  # a per-face table for a handful of photos, not for a hundred crops
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    return atomic_write_text(path, text)
-
-
 def _clean(value: Any) -> Any:
     """JSON has no NaN: a number that could not be computed is null."""
     if isinstance(value, float):
@@ -51,11 +47,11 @@ def to_json(value: Any, indent: int = 0) -> str:
 
 
 def write_json(report: dict[str, Any], out_dir: Path) -> Path:
-    return write_text_atomic(out_dir / JSON_FILE, to_json(_clean(report)) + "\n")
+    return atomic_write_text(out_dir / JSON_FILE, to_json(_clean(report)) + "\n")
 
 
 def write_markdown(report: dict[str, Any], out_dir: Path) -> Path:
-    return write_text_atomic(out_dir / MARKDOWN_FILE, render_markdown(report))
+    return atomic_write_text(out_dir / MARKDOWN_FILE, render_markdown(report))
 
 
 # --- formatting helpers ---------------------------------------------------------------------------

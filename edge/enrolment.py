@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge.contract import prepare_image, read_rgb
-from edge.matcher import GalleryScoring, PictureSet, _unit_rows
+from edge.matcher import GalleryScoring, PictureSet, unit_rows
 from edge.runtime import LookalikeModel
 from edge.state import ENROLLED_PREFIX, EnrolledCharacter, StateFolder, warn
 from edge.traits import CHARACTER_TRAITS, TERMS, picture_terms
@@ -70,14 +70,14 @@ def embed_enrolled(model: LookalikeModel, state: StateFolder, characters: list[E
         replaces.append(character.replaces)
     if not names:
         return None
-    return EnrolledRows(tuple(names), _unit_rows(np.asarray(rows, np.float32)), tuple(replaces), tuple(files),
-                        np.asarray(owners, np.int64), _unit_rows(np.asarray(embeddings, np.float32)),
+    return EnrolledRows(tuple(names), unit_rows(np.asarray(rows, np.float32)), tuple(replaces), tuple(files),
+                        np.asarray(owners, np.int64), unit_rows(np.asarray(embeddings, np.float32)),
                         np.asarray(traits, np.float32).reshape(-1, len(CHARACTER_TRAITS)),
                         np.asarray(known, np.float32))
 
 
 def _centre(rows: np.ndarray, mean: np.ndarray | None) -> np.ndarray:
-    return _unit_rows(rows - mean[None, :]) if mean is not None else rows
+    return unit_rows(rows - mean[None, :]) if mean is not None else rows
 
 
 def extend_gallery(base: GalleryScoring, extra: EnrolledRows | None) -> GalleryScoring:

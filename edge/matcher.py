@@ -182,7 +182,7 @@ class GalleryScoring:
         if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         mean = None if character_mean is None else np.asarray(character_mean, dtype=np.float32)
-        return cls(tuple(labels), _unit_rows(embeddings), face_mean, temperature, character_mean=mean)
+        return cls(tuple(labels), unit_rows(embeddings), face_mean, temperature, character_mean=mean)
 
     def similarities(self, embedding: np.ndarray) -> np.ndarray:
         """Cosine similarity of one embedding with every character, in [-1, 1]."""
@@ -446,7 +446,7 @@ def _picture_set(arrays: dict, scoring: GalleryScoring, dim: int, path: Path) ->
         plain = np.asarray(plain, dtype=np.float32).reshape(-1)
         if plain.shape != (len(files),):
             raise ModelError(f"{path}: picture_plain does not fit the pictures: run 'make train' again")
-    return PictureSet(files, owners, len(scoring.labels), _unit_rows(embeddings), traits, plain=plain)
+    return PictureSet(files, owners, len(scoring.labels), unit_rows(embeddings), traits, plain=plain)
 
 
 def _trait_weights(arrays: dict, path: Path) -> np.ndarray | None:
@@ -487,7 +487,7 @@ def _unit(vector: np.ndarray) -> np.ndarray | None:
     return vector / length if length > 0.0 else None
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32)
 

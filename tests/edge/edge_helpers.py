@@ -21,6 +21,15 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def one_error_line(code: int, stderr: str) -> str:
+    """Assert a command failed with exit status 1 and one ``error: ...`` line on stderr; that line."""
+    assert code == 1, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
+    assert lines[0].startswith("error: ") and "Traceback" not in stderr
+    return lines[0]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in Path(path).read_text().splitlines()]
 

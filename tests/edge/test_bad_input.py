@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 
 from edge.runtime import sha256_file
-from edge_helpers import leftovers, run_cli
+from edge_helpers import leftovers, one_error_line, run_cli
 from shared_paths import ROOT
-
-
-def one_error_line(code: int, stderr: str) -> str:
-    assert code == 1, stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, f"expected one line on stderr, got: {stderr!r}"
-    assert lines[0].startswith("error: ") and "Traceback" not in stderr
-    return lines[0]
 
 
 def error_line(args: list, capsys) -> str:

@@ -13,8 +13,9 @@ from edge.matcher import FaceDomain
 from edge.overlay import CharacterPictures
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, model_path
+from edge.sources import Frame, FrameSource
 from edge.state import ENROLLED_PREFIX, FaceMeanKeeper, StateFolder, check_name
-from edge_helpers import read_jsonl, run_cli
+from edge_helpers import one_error_line, read_jsonl, run_cli
 
 
 def enroll(args: list, capsys) -> tuple[int, str, str]:
@@ -23,9 +24,7 @@ def enroll(args: list, capsys) -> tuple[int, str, str]:
 
 def one_error(result: tuple[int, str, str]) -> str:
     code, _, err = result
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    return one_error_line(code, err)
 
 
 @pytest.fixture
@@ -208,22 +207,17 @@ def test_face_mean_of_another_model_or_damaged_gives_the_shipped_one(private_sta
         assert "damaged" in capsys.readouterr().err
 
 
-class _LiveVideo:
+class _LiveVideo(FrameSource):
     """A recorded clip that says it is a camera (frames at the camera's pace)."""
 
-    still = False
     live = True
     name = "camera (recorded)"
-    picture_count = None
-    fps = 30.0
 
     def __init__(self, path: Path):
         self._capture = cv2.VideoCapture(str(path))
         self._index = 0
 
     def read(self):
-        from edge.sources import Frame
-
         ok, image = self._capture.read()
         self._index += 1
         return Frame(image, self._index) if ok else Frame(None, self._index, end=True)

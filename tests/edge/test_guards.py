@@ -14,7 +14,7 @@ from edge.card import main_face
 from edge.contract import InputContract, face_crop_box
 from edge.enrolment import EnrolledRows, extend_gallery
 from edge.faces import HaarFaceDetector
-from edge.matcher import Lookalike, LookalikeMatcher, _unit_rows
+from edge.matcher import Lookalike, LookalikeMatcher, unit_rows
 from edge.outputs import VideoOutput
 from edge.overlay import CharacterPictures
 from edge.pipeline import FaceResult
@@ -81,11 +81,11 @@ def test_enrolled_rows_are_centred_like_the_trained_ones(tiny_models):
     model = LookalikeModel(tiny_models / "lookalike_int8.tflite")
     base = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim).gallery
     base = dataclasses.replace(base, character_mean=np.full(model.contract.embedding_dim, 0.1, np.float32))  # the tiny fixture's is all zeros
-    emb = _unit_rows(np.random.default_rng(0).normal(size=(1, model.contract.embedding_dim)).astype(np.float32))
+    emb = unit_rows(np.random.default_rng(0).normal(size=(1, model.contract.embedding_dim)).astype(np.float32))
     rows = EnrolledRows(("New",), emb, (False,), ("enrolled:New/a.png",), np.array([0]), emb,
                         np.zeros((1, len(CHARACTER_TRAITS)), np.float32), np.ones(1, np.float32))
     gallery = extend_gallery(base, rows)
-    assert np.allclose(gallery.embeddings[-1], _unit_rows(emb - base.character_mean[None, :])[0], atol=1e-5)
+    assert np.allclose(gallery.embeddings[-1], unit_rows(emb - base.character_mean[None, :])[0], atol=1e-5)
 
 
 def test_a_host_that_is_also_reachable_from_outside_is_not_loopback(monkeypatch):

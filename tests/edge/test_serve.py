@@ -13,6 +13,8 @@ import pytest
 
 from edge.overlay import CharacterPictures
 from edge.serve import LiveView, ServeError, ServeOptions, check_access
+from edge.sources import Frame, FrameSource, SourceError
+from edge_helpers import one_error_line
 from serve_helpers import drawing_video, mjpeg_frames, served
 from shared_paths import ROOT
 
@@ -106,9 +108,7 @@ def _one_error(args: list, env: dict | None = None) -> str:
 
     result = subprocess.run([sys.executable, "-m", "edge", *[str(a) for a in args]], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, env={**os.environ, **(env or {})})
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+    return one_error_line(result.returncode, result.stderr)
 
 
 def test_listening_beyond_this_machine_needs_a_token(tiny_models, drawing_clip):
@@ -226,28 +226,20 @@ def test_latest_json_is_plain_data():
         view.close()
 
 
-class _CameraThatGoesAway:
+class _CameraThatGoesAway(FrameSource):
     """A live source: a few frames, then the camera is unplugged."""
 
-    still = False
     live = True
     name = "camera 7"
-    picture_count = None
-    fps = 30.0
 
     def __init__(self, frames: int):
         self.left = frames
 
     def read(self):
-        from edge.sources import Frame, SourceError
-
         if self.left <= 0:
             raise SourceError("camera 7 stopped delivering frames (30 failed reads in a row)")
         self.left -= 1
         return Frame(np.full((240, 320, 3), 128, np.uint8), 5 - self.left)
-
-    def close(self):
-        pass
 
 
 def test_camera_unplugged_mid_run_is_retried_then_reported(tiny_models, capsys):
