@@ -78,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--video", type=Path, default=None,
                         help="recorded video for the camera pipeline [default: edge's 640x480 test video]")
     parser.add_argument("--pipeline-frames", type=_positive_int, default=150, help="frames of the video to run")
-    parser.add_argument("--detector", default=None,
-                        help="face detector for the pipeline and the real faces: YuNet .onnx [default: edge's Haar cascade]")
+    parser.add_argument("--detector", default="auto",
+                        help="face detector for the pipeline and the real faces, as edge's --detector: auto (YuNet "
+                             "when cached, else Haar), haar, a YuNet .onnx or a Haar .xml")
     parser.add_argument("--face", type=Path, default=None,
                         help="photo the test video is made from when there is no --video [default: scikit-image's astronaut]")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the camera pipeline")

@@ -34,9 +34,8 @@ from benchmarks.models import CARD_FILE
 from benchmarks.progress import Progress
 from benchmarks.sense import FACE_TRAITS_FILE, label_faces, read_face_traits, sense_section
 from edge.contract import InputContract, crop_face, read_rgb
-from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_detector, scale_boxes
+from edge.faces import Box, DetectorError, FaceDetector, find_faces, make_face_detector
 from edge.matcher import LookalikeMatcher, top_k
-from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
 from edge.artifacts import IMAGE_SUFFIXES
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
@@ -145,17 +144,8 @@ def check_faces_inputs(config: FacesConfig) -> None:
 # --- the faces ---------------------------------------------------------------------------------------
 
 def detect_faces(rgb: np.ndarray, detector: FaceDetector) -> list[Box]:
-    """Face boxes in the picture's pixels, left to right, found as edge finds them in a still picture:
-    on a copy shrunk to the pipeline's still-picture detection width."""
-    height, width = rgb.shape[:2]
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    target = PipelineOptions().still_detect_width
-    factor = max(1.0, width / float(target))
-    if factor > 1.0:
-        size = (target, max(1, int(round(height / factor))))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-    boxes = clip_boxes(detector.detect(bgr), (bgr.shape[1], bgr.shape[0]))
-    return sorted(scale_boxes(boxes, factor, (width, height)), key=lambda b: b[0])
+    """Face boxes in the picture's pixels, left to right, found as edge finds them in a still picture."""
+    return sorted(find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detector), key=lambda b: b[0])
 
 
 def faces_in_photos(named_photos: Sequence[tuple[str, np.ndarray | None]], detector: FaceDetector,

@@ -19,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edge.faces import describe_detector, make_face_detector
 from edge.runtime import VARIANTS, model_path
 
 PREFERRED_VARIANT = "int8"  # what the device runs
@@ -30,7 +31,7 @@ class PipelineConfig:
     models_dir: Path
     video: Path | None = None  # None: edge writes its test video from ``face``
     frames: int = 150
-    detector: str | None = None  # None: edge's default (OpenCV's bundled Haar cascade)
+    detector: str = "auto"  # edge's --detector: auto (YuNet when cached, else Haar), haar, or a file
     face: Path | None = None  # photo for the test video; None: scikit-image's astronaut
     threads: int = 1  # the device default
     enabled: bool = True
@@ -122,7 +123,7 @@ def config_from_request(data: dict[str, Any]) -> PipelineConfig:
         models_dir=Path(data["models_dir"]),
         video=Path(data["video"]) if data.get("video") else None,
         frames=int(data["frames"]),
-        detector=data.get("detector"),
+        detector=data.get("detector") or "auto",
         face=Path(data["face"]) if data.get("face") else None,
         threads=int(data.get("threads", 1)),
     )
@@ -156,7 +157,7 @@ def measure_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "frame_size": size,
         "model": model_path(config.models_dir, variant).name,
         "threads": config.threads,
-        "detector": config.detector or "Haar cascade (edge default)",
+        "detector": describe_detector(make_face_detector(config.detector), config.detector),
         "frames": summary.frames,
         "fps": summary.fps,
         "detected_frames": sum(1 for r in frames if r.get("detected")),

@@ -7,6 +7,7 @@
     python -m edge --serve --source picamera         # live view in a browser: http://127.0.0.1:8000/
     python -m edge enroll NAME pictures...           # add a character of your own (see edge/enroll.py)
     python -m edge service --source picamera         # print a systemd unit that runs --serve at boot
+    python -m edge detector --fetch                  # cache the YuNet face detector (small faces), once
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from edge.argtypes import decimal, whole
-from edge.faces import DetectorError
+from edge.faces import HAAR_DETECT_WIDTH, YUNET_DETECT_WIDTH, DetectorError
 from edge.live import NoFaceError, RunOptions, WindowError, run
 from edge.matcher import METHODS
 from edge.outputs import OutputError
@@ -68,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", type=Path, default=Path("models"), help="folder with the converted model files")
     parser.add_argument("--variant", choices=VARIANTS, default="int8", help="which converted model to run")
     parser.add_argument("--threads", type=_positive_int, default=1, help="interpreter threads")
-    parser.add_argument("--detector", default=None,
-                        help="face detector: a YuNet .onnx file (OpenCV model zoo) or a Haar .xml [default: "
-                             "OpenCV's bundled Haar cascade]")
+    parser.add_argument("--detector", default="auto",
+                        help="face detector: auto (YuNet when 'python -m edge detector --fetch' has cached it or "
+                             "$LOOKALIKE_DETECTOR names it, else OpenCV's Haar cascade), haar, a YuNet .onnx file "
+                             "or a Haar .xml")
     parser.add_argument("--full-frame", action="store_true", help="classify the whole picture, no face detection")
     parser.add_argument("--match", choices=METHODS, default="auto",
                         help="rank by the classifier or the gallery; auto: the gallery once it is calibrated, "
@@ -91,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = PipelineOptions()
     tuning.add_argument("--detect-every", type=_positive_int, default=defaults.detect_every,
                         help="run face detection every N frames (faces are tracked in between)")
-    tuning.add_argument("--detect-width", type=int, default=defaults.detect_width,
-                        help="width the frame is shrunk to for detection and tracking")
+    tuning.add_argument("--detect-width", type=whole(64), default=None,
+                        help="width the frame is shrunk to for detection and tracking [default: the detector's: "
+                             f"YuNet {YUNET_DETECT_WIDTH}, Haar {HAAR_DETECT_WIDTH}]")
     tuning.add_argument("--classify-every", type=_positive_int, default=defaults.classify_every,
                         help="re-classify each face every N frames (sooner when it moves)")
     tuning.add_argument("--max-faces", type=_positive_int, default=TrackerSettings().max_faces,
@@ -184,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["service"]:
         from edge.service import main as service_main
         return service_main(argv[1:])
+    if argv[:1] == ["detector"]:
+        from edge.detector_store import main as detector_main
+        return detector_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     options = options_from_args(args, parser)

@@ -1,8 +1,15 @@
-"""Face detection: OpenCV's bundled Haar cascade by default, YuNet when given its ONNX file.
+"""Face detection: YuNet when the device has its ONNX file, else OpenCV's bundled Haar cascade.
+
+``--detector auto`` (the default) takes YuNet from ``$LOOKALIKE_DETECTOR`` or the cache that
+``python -m edge detector --fetch`` fills (edge/detector_store.py), and the Haar cascade otherwise.
 
 Detectors take a (usually downscaled) BGR image and return face boxes (x, y, w, h) in that
 image's pixels, largest first. Detecting on a small image is what keeps the live loop fast: the
-Haar cascade's cost grows with the pixel count and the number of pyramid scales it scans.
+Haar cascade's cost grows with the pixel count and the number of pyramid scales it scans. Each
+detector names the width it needs for a face 60 px wide in a 640x480 frame (``detect_width``).
+
+``find_faces`` is the one way a still picture is searched: the device's photo mode, the faces
+benchmark and training's face mean all call it.
 """
 from __future__ import annotations
 
@@ -24,12 +31,20 @@ HAAR_FILE = "haarcascade_frontalface_default.xml"
 HAAR_FOLDERS = ("/usr/share/opencv4/haarcascades", "/usr/share/opencv/haarcascades", "/usr/local/share/opencv4/haarcascades")
 
 
+# Stream detection widths (a 640x480 frame is shrunk to this before detecting and tracking). YuNet
+# finds a 60 px face at 240; the cascade's 24 px window needs the face at least that large.
+YUNET_DETECT_WIDTH = 240
+HAAR_DETECT_WIDTH = 400
+STILL_DETECT_WIDTH = 640  # still pictures: speed matters less than small faces
+
+
 class DetectorError(RuntimeError):
     """The face detector cannot be loaded; the message names the file and what to do."""
 
 
 class FaceDetector(Protocol):
     name: str
+    detect_width: int
 
     def detect(self, bgr: np.ndarray) -> list[Box]:
         """Face boxes in ``bgr``'s pixels, largest first."""
@@ -39,7 +54,7 @@ class FaceDetector(Protocol):
 class HaarSettings:
     scale_factor: float = 1.2  # 1.1 is the textbook value; 1.2 scans half the scales for ~2x speed
     min_neighbors: int = 4
-    min_face_fraction: float = 0.12  # smallest face searched for, as a fraction of the image width
+    min_face_fraction: float = 0.08  # smallest face searched for, as a fraction of the image width (51 px in 640)
     min_face_pixels: int = 24  # the cascade's own window: smaller faces cannot be found
 
 
@@ -60,6 +75,7 @@ class HaarFaceDetector:
     """OpenCV's Viola-Jones frontal face cascade: no model download, works everywhere."""
 
     name = "haar"
+    detect_width = HAAR_DETECT_WIDTH
 
     def __init__(self, settings: HaarSettings = HaarSettings(), cascade_path: str | Path | None = None):
         path = Path(cascade_path) if cascade_path else haar_cascade_path()
@@ -89,6 +105,7 @@ class YuNetFaceDetector:
     """OpenCV's YuNet CNN (ONNX, from the OpenCV model zoo): faster and more robust than Haar."""
 
     name = "yunet"
+    detect_width = YUNET_DETECT_WIDTH
 
     def __init__(self, model_path: str | Path, score_threshold: float = 0.8):
         path = Path(model_path)
@@ -117,9 +134,20 @@ class YuNetFaceDetector:
         return _largest_first([tuple(float(v) for v in row[:4]) for row in faces if row[2] > 0 and row[3] > 0])
 
 
-def make_face_detector(detector: str | os.PathLike | None, haar: HaarSettings = HaarSettings()) -> FaceDetector:
-    """``None`` or 'haar' -> the bundled Haar cascade; an .onnx path -> YuNet; an .xml path -> that cascade."""
-    if detector is None or str(detector) in ("", "haar"):
+AUTO = "auto"
+
+
+def make_face_detector(detector: str | os.PathLike | None = AUTO, haar: HaarSettings = HaarSettings()) -> FaceDetector:
+    """'auto' or None -> YuNet when the device has it (edge/detector_store.py), else Haar; 'haar' -> the
+    bundled Haar cascade; an .onnx path -> YuNet; an .xml path -> that cascade."""
+    if detector is None or str(detector) in ("", AUTO):
+        from edge.detector_store import auto_choice
+
+        choice = auto_choice()
+        if choice.path is None:
+            return HaarFaceDetector(haar)
+        detector = choice.path
+    if str(detector) == "haar":
         return HaarFaceDetector(haar)
     path = Path(detector).expanduser()
     if path.is_dir():
@@ -127,12 +155,39 @@ def make_face_detector(detector: str | os.PathLike | None, haar: HaarSettings = 
         hint = f" ({', '.join(found[:3])} in it)" if found else ""
         raise DetectorError(f"--detector {path} is a folder: pass the detector file itself{hint}")
     if path.suffix.lower() not in (".onnx", ".xml"):
-        raise DetectorError(f"--detector takes a YuNet .onnx file or a Haar cascade .xml, not {path.name}")
+        raise DetectorError(f"--detector takes auto, haar, a YuNet .onnx file or a Haar cascade .xml, not {path.name}")
     if path.suffix.lower() == ".xml":
         if not path.is_file():
             raise DetectorError(f"Haar cascade {path} does not exist")
         return HaarFaceDetector(haar, path)
     return YuNetFaceDetector(path)
+
+
+def describe_detector(detector: FaceDetector, asked: str | os.PathLike | None) -> str:
+    """One line for the start of a run: which detector runs and, for auto, why."""
+    if asked is None or str(asked) in ("", AUTO):
+        from edge.detector_store import auto_choice
+
+        choice = auto_choice()
+        return f"{detector.name} (auto: {choice.reason})" if choice.path is None else f"{detector.name} ({choice.path})"
+    return f"{detector.name} ({asked})"
+
+
+def downscale(bgr: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """The picture shrunk to ``width`` (never enlarged) and the factor back to its pixels."""
+    height, picture_width = bgr.shape[:2]
+    if picture_width <= width:
+        return bgr, 1.0
+    factor = picture_width / float(width)
+    size = (width, max(1, int(round(height / factor))))
+    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), factor
+
+
+def find_faces(bgr: np.ndarray, detector: FaceDetector, width: int = STILL_DETECT_WIDTH) -> list[Box]:
+    """Face boxes in a still picture's own pixels, largest first: detected on a copy shrunk to ``width``."""
+    small, factor = downscale(bgr, width)
+    boxes = clip_boxes(detector.detect(small), (small.shape[1], small.shape[0]))
+    return scale_boxes(boxes, factor, (bgr.shape[1], bgr.shape[0]))
 
 
 def scale_boxes(boxes: Sequence[Box], factor: float, frame_size: tuple[int, int]) -> list[Box]:

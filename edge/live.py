@@ -19,7 +19,7 @@ from edge.card import main_face, save_card
 from edge.records import describe_faces, face_record, frame_record  # noqa: F401 - part of this module's interface
 from edge.runstats import FpsMeter, RunSummary, StageAverages, peak_rss_mb
 from edge.enrolment import EnrolledGallery
-from edge.faces import make_face_detector
+from edge.faces import describe_detector, make_face_detector
 from edge.matcher import LookalikeMatcher
 from edge.outputs import JsonLinesWriter, annotated_output, check_image_path, stop_signal_as_interrupt
 from edge.overlay import CharacterPictures, draw_frame
@@ -36,7 +36,7 @@ class RunOptions:
     models: Path = Path("models")
     variant: str = "int8"
     threads: int = 1
-    detector: str | None = None  # None: OpenCV's Haar cascade; a path: YuNet .onnx
+    detector: str | None = "auto"  # auto: YuNet when cached, else Haar; 'haar'; a path: YuNet .onnx or Haar .xml
     show_window: bool = True
     output: Path | None = None  # annotated video (or image, for one picture)
     json_path: Path | None = None  # one JSON object per frame or picture
@@ -152,10 +152,17 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
         matcher, enrolled = make_matcher(model, options, state)
         detector = None if options.pipeline.full_frame else make_face_detector(options.detector)
         pipeline = LookalikePipeline(model, detector, matcher, options.pipeline)
+
+        def tell_detector() -> None:  # a camera's user wants to know; a file's run stays quiet on stderr
+            if detector is not None and not options.quiet:
+                print(f"face detector: {describe_detector(detector, options.detector)}, "
+                      f"detecting at {pipeline.detect_width} px wide", file=sys.stderr, flush=True)
+
         if server is not None:
             server.view.pictures = CharacterPictures(characters_folder(model), state.pictures_folder)
             if not options.quiet:
                 print(f"live view: {server.url}", file=sys.stderr, flush=True)
+            tell_detector()
             with stop_signal_as_interrupt():
                 return serve_loop(options, model, pipeline, state, enrolled, server, source)
         source = source if source is not None else open_run_source(options)
@@ -163,6 +170,7 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
             loop = LookalikeLoop(options, model, pipeline, source, state, enrolled)
             if not source.live:
                 return loop.run()
+            tell_detector()
             with stop_signal_as_interrupt():  # a camera runs until stopped: keep what it learned
                 return loop.run()
         finally:

@@ -1,7 +1,8 @@
 """One frame in, lookalikes out: resize -> track -> detect -> crop -> classify -> match -> smooth.
 
 The expensive steps do not run on every frame of a stream, and the timings say so:
-- detection runs every ``detect_every`` frames on a frame shrunk to ``detect_width`` pixels, and
+- detection runs every ``detect_every`` frames on a frame shrunk to ``detect_width`` pixels (by
+  default the width the detector needs for a 60 px face in a 640x480 frame), and
   at once whenever a face is lost or none is being followed; in between, faces are followed by
   template matching (``edge.tracking``);
 - each face is classified when it first appears, then again every ``classify_every`` frames or
@@ -22,7 +23,7 @@ import cv2
 import numpy as np
 
 from edge.contract import crop_face, prepare_image
-from edge.faces import FaceDetector, clip_boxes
+from edge.faces import STILL_DETECT_WIDTH, YUNET_DETECT_WIDTH, FaceDetector, clip_boxes, downscale
 from edge.matcher import Lookalike, LookalikeMatcher
 from edge.runtime import LookalikeModel
 from edge.tracking import Box, FaceTracker, Track, TrackerSettings, iou
@@ -38,8 +39,8 @@ class PipelineOptions:
     detect_every: int = 6
     classify_every: int = 3
     classify_budget: int = 1  # faces re-classified per frame beyond new ones
-    detect_width: int = 240  # detection and tracking image width for streams
-    still_detect_width: int = 640  # and for still pictures, where speed matters less than small faces
+    detect_width: int | None = None  # detection and tracking image width for streams [default: the detector's]
+    still_detect_width: int = STILL_DETECT_WIDTH  # and for still pictures, where speed matters less than small faces
     smoothing: float = 0.4  # weight of the newest scores in a face's moving average
     full_frame: bool = False  # classify the whole picture instead of faces
     mirror: bool = True  # average each crop with its mirror image (flip-invariant, steadier answers)
@@ -50,7 +51,7 @@ class PipelineOptions:
         for name in ("detect_every", "classify_every", "classify_budget", "top_k"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        if self.detect_width < 64 or self.still_detect_width < 64:
+        if (self.detect_width is not None and self.detect_width < 64) or self.still_detect_width < 64:
             raise ValueError("detection width must be at least 64 pixels")
         if not 0.0 < self.smoothing <= 1.0:
             raise ValueError("smoothing must be in (0, 1]: the weight of the newest scores")
@@ -101,6 +102,7 @@ class LookalikePipeline:
         self.matcher = matcher
         self.options = options
         self.tracker = FaceTracker(options.tracker)
+        self.detect_width = options.detect_width or getattr(detector, "detect_width", YUNET_DETECT_WIDTH)
         self._frame_index = -1
         self._last_detection = None
         self._whole_picture: Track | None = None
@@ -138,7 +140,7 @@ class LookalikePipeline:
 
     def _find_faces(self, bgr: np.ndarray, still: bool, timer: StageTimer) -> tuple[list[Track], float, bool]:
         with timer.stage("resize"):
-            small, factor = _downscale(bgr, self.options.still_detect_width if still else self.options.detect_width)
+            small, factor = downscale(bgr, self.options.still_detect_width if still else self.detect_width)
             gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         all_followed = True
         if self.tracker.tracks:
@@ -199,16 +201,6 @@ class LookalikePipeline:
         track.classified_box = track.box
         track.crop = crop
         track.classifications += 1
-
-
-def _downscale(bgr: np.ndarray, width: int) -> tuple[np.ndarray, float]:
-    """The frame shrunk to ``width`` (never enlarged) and the factor back to frame pixels."""
-    height, frame_width = bgr.shape[:2]
-    if frame_width <= width:
-        return bgr, 1.0
-    factor = frame_width / float(width)
-    size = (width, max(1, int(round(height / factor))))
-    return cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), factor
 
 
 def _scaled(box: Box, factor: float) -> Box:

@@ -18,11 +18,14 @@ from shared_paths import ROOT, WEIGHTS, need  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def private_state(tmp_path_factory, monkeypatch) -> Path:
-    """Every test (and every command it starts) keeps device state in its own folder, never in the
-    user's ~/.local/state."""
+    """Every test (and every command it starts) keeps device state and the detector cache in its own
+    folders, never in the user's ~/.local/state or ~/.cache: a test's default detector is Haar unless
+    it puts YuNet in its cache."""
     folder = tmp_path_factory.mktemp("state")
     monkeypatch.setenv("LOOKALIKE_STATE", str(folder))
+    monkeypatch.setenv("LOOKALIKE_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("LOOKALIKE_TOKEN", raising=False)
+    monkeypatch.delenv("LOOKALIKE_DETECTOR", raising=False)
     return folder
 
 

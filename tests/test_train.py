@@ -278,12 +278,32 @@ def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, messag
 
 
 def test_face_folder_without_faces_is_refused(tmp_path):
+    from edge.faces import make_face_detector
     from train.faces import FacesError, folder_faces
 
     folder = tmp_path / "faces"
     write_image(folder / "not_a_face.png", (10, 200, 10), size=120)
     with pytest.raises(FacesError, match="no faces found"):
-        folder_faces(folder, InputContract(labels=("a", "b"), input_size=64))
+        folder_faces(folder, InputContract(labels=("a", "b"), input_size=64), make_face_detector("auto"))
+
+
+def test_face_mean_finds_faces_as_the_device_does(tmp_path):
+    """Training's face crops come from edge.faces.find_faces, the device's still-picture search."""
+    from edge.contract import crop_face, read_rgb
+    from edge.faces import find_faces, make_face_detector
+    from shared_paths import write_group_photo
+    from train.faces import folder_faces
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    group = write_group_photo(folder / "group.jpg")
+    contract = InputContract(labels=("a", "b"), input_size=64)
+    detector = make_face_detector("haar")
+    crops = folder_faces(folder, contract, detector)
+    rgb = read_rgb(group)
+    expected = [crop_face(rgb, box, contract) for box in find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detector)]
+    assert len(crops) == len(expected) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(crops, expected))
 
 
 def test_interrupted_training_leaves_previous_model_untouched(tmp_path, monkeypatch):

@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faces", default=None,
                         help="folder of photos of real people: the face domain the device's gallery match is "
                              "centred on (default: the faces that ship with scikit-image)")
+    parser.add_argument("--detector", default="auto",
+                        help="how faces are found in those photos, as on the device: auto (YuNet when cached by "
+                             "'python -m edge detector --fetch', else Haar), haar, or a YuNet .onnx / Haar .xml file")
     parser.add_argument("--traits", default=None,
                         help="face-trait head file (python -m train.traits); default: the shipped "
                              "data/face-traits/trait_head.npz when it fits the backbone weights")
@@ -60,10 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.faces and not Path(args.faces).is_dir():
         print(f"error: face folder {args.faces} does not exist (a folder of photos of people)", file=sys.stderr)
         return 2
+    from edge.faces import DetectorError, make_face_detector
+
+    try:
+        make_face_detector(args.detector)  # a bad --detector fails now, not after the features are computed
+    except DetectorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
-        seed=args.seed, max_per_class=args.max_per_class, faces=args.faces,
+        seed=args.seed, max_per_class=args.max_per_class, faces=args.faces, detector=args.detector,
         traits=args.traits, use_traits=not args.no_traits,
     )
     try:

@@ -8,8 +8,10 @@ embedding (centred per art style), by cosine similarity, and turns the similarit
 scores with a temperature.
 
 The face mean shipped in ``gallery.npz`` comes from face crops framed the way the camera frames
-them: a folder of the user's face photos (``--faces``; faces found with the edge's detector), or by
-default the faces that ship inside scikit-image (100 small LFW faces and the astronaut portrait).
+them: a folder of the user's face photos (``--faces``), or by default the faces that ship inside
+scikit-image (100 small LFW faces and the astronaut portrait). Faces in photos are found exactly as
+the device finds them in a still picture (``edge.faces.find_faces``, with ``--detector``, by
+default the device's ``auto``).
 """
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, crop_face, read_rgb
+from edge.faces import FaceDetector, find_faces
 
 DEFAULT_TEMPERATURE = 0.05  # cosine similarities -> softmax scores a user can read
 LFW_FACES = 100
@@ -29,7 +33,7 @@ class FacesError(ValueError):
     """A face folder that cannot be used."""
 
 
-def package_faces(contract: InputContract) -> list[np.ndarray]:
+def package_faces(contract: InputContract, detector: FaceDetector) -> list[np.ndarray]:
     """Face crops from scikit-image's bundled data (tight 25x25 LFW crops and the astronaut)."""
     try:
         import skimage.data
@@ -42,32 +46,29 @@ def package_faces(contract: InputContract) -> list[np.ndarray]:
         grey = np.round(face * 255).astype(np.uint8)
         rgb = cv2.resize(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB), (100, 100), interpolation=cv2.INTER_LINEAR)
         crops.append(crop_face(rgb, (10, 10, 80, 80), contract))  # the crop is the face, eyebrows to chin
-    crops += detected_faces([skimage.data.astronaut()], contract)
+    crops += detected_faces([skimage.data.astronaut()], contract, detector)
     return crops
 
 
-def detected_faces(images: list[np.ndarray], contract: InputContract) -> list[np.ndarray]:
-    from edge.faces import HaarFaceDetector
-
-    detector = HaarFaceDetector()
+def detected_faces(images: list[np.ndarray], contract: InputContract, detector: FaceDetector) -> list[np.ndarray]:
     crops = []
     for rgb in images:
-        for box in detector.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        for box in find_faces(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), detector):
             crops.append(crop_face(rgb, box, contract))
     return crops
 
 
-def folder_faces(folder: Path, contract: InputContract) -> list[np.ndarray]:
+def folder_faces(folder: Path, contract: InputContract, detector: FaceDetector) -> list[np.ndarray]:
     if not folder.is_dir():
         raise FacesError(f"face folder {folder} does not exist")
     images = []
     for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() in {".jpg", ".jpeg", ".png", ".bmp", ".webp"}:
+        if path.suffix.lower() in IMAGE_SUFFIXES:
             try:
                 images.append(read_rgb(path))
             except ValueError:
                 print(f"warning: skipping {path}: not a readable image", file=sys.stderr)
-    crops = detected_faces(images, contract)
+    crops = detected_faces(images, contract, detector)
     if not crops:
         raise FacesError(f"no faces found in {folder} (expected photos of people)")
     return crops

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", required=True, help="labelled face folder (CelebA's format)")
     parser.add_argument("--models", default="models", help="folder with the converted model and gallery.npz")
     parser.add_argument("--variant", default="int8", help="which converted model to run (the device's)")
-    parser.add_argument("--detector", default=None, help="YuNet .onnx (default: the device's Haar cascade)")
+    parser.add_argument("--detector", default="auto",
+                        help="as the device's --detector: auto (YuNet when cached, else Haar), haar, or a file")
     parser.add_argument("--out", default=None, help="where the weights are written [default: data/face-traits/match.json]")
     parser.add_argument("--max-faces", type=int, default=None, help="at most this many validation faces (quick runs)")
     args = parser.parse_args(argv)

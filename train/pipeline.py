@@ -62,6 +62,7 @@ class TrainConfig:
     feature_batch: int = 32
     max_per_class: int | None = None  # for quick runs and tests
     faces: str | None = None  # folder of face photos for the face domain; default: scikit-image's faces
+    detector: str = "auto"  # how faces are found in those photos: the device's --detector (edge.faces)
     # The face-trait head (``train.traits``): None = the shipped head when it fits the backbone
     # (a warning and no traits when it does not); a path = that head, and an error when it does not fit.
     traits: str | None = None
@@ -513,12 +514,14 @@ def character_traits(dataset: Dataset):
 
 def face_calibration(config: TrainConfig, contract: InputContract, model) -> dict[str, Any]:
     """The real-face domain for the device's gallery match: mean embedding of face crops."""
+    from edge.faces import make_face_detector
     from train.faces import DEFAULT_TEMPERATURE, folder_faces, mirrored, package_faces
 
-    crops = folder_faces(Path(config.faces), contract) if config.faces else package_faces(contract)
+    detector = make_face_detector(config.detector)
+    crops = folder_faces(Path(config.faces), contract, detector) if config.faces else package_faces(contract, detector)
     source = config.faces or "scikit-image lfw_subset (100) + astronaut"
     if not crops:
-        return {"source": None, "faces": 0, "arrays": {}}
+        return {"source": None, "faces": 0, "detector": detector.name, "arrays": {}}
     embeddings = model.predict(np.stack(mirrored(crops)).astype(np.float32), batch_size=config.feature_batch, verbose=0)[1]
     face_mean = l2_normalise(embeddings).mean(axis=0)
     arrays = {
@@ -527,7 +530,8 @@ def face_calibration(config: TrainConfig, contract: InputContract, model) -> dic
         "character_mean": np.zeros_like(face_mean, dtype=np.float32),
         "temperature": np.float32(DEFAULT_TEMPERATURE),
     }
-    return {"source": source, "faces": len(crops), "temperature": DEFAULT_TEMPERATURE, "arrays": arrays}
+    return {"source": source, "faces": len(crops), "detector": detector.name, "temperature": DEFAULT_TEMPERATURE,
+            "arrays": arrays}
 
 
 def _model_card(config, weights, dataset: Dataset, contract, metrics, target, separate_val, seconds) -> dict[str, Any]:
