@@ -30,7 +30,6 @@ import cv2
 import numpy as np
 
 from benchmarks import BenchmarkError
-from benchmarks.models import CARD_FILE
 from benchmarks.progress import Progress
 from benchmarks.sense import FACE_TRAITS_FILE, label_faces, read_face_traits, sense_section
 from edge.contract import InputContract, crop_face, read_rgb
@@ -38,7 +37,7 @@ from edge.faces import Box, DetectorError, FaceDetector, clip_boxes, make_face_d
 from edge.matcher import LookalikeMatcher, top_k
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
-from edge.artifacts import IMAGE_SUFFIXES
+from edge.artifacts import IMAGE_SUFFIXES, MODEL_CARD_FILE
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 
 DEFAULT_VARIANT = "int8"  # what the device runs
@@ -221,7 +220,7 @@ def in_sample_note(models_dir: Path, folder: Path | None) -> list[str]:
     """Warn when the gallery's face mean was computed from the very faces measured here (the model
     card says where it came from): centring on a set's own mean flatters that set's variety."""
     try:
-        card = json.loads((Path(models_dir) / CARD_FILE).read_text())
+        card = json.loads((Path(models_dir) / MODEL_CARD_FILE).read_text())
         source = str(((card.get("face_domain") or {}).get("source")) or "")
     except (OSError, ValueError, AttributeError):
         return []  # no card on the device: nothing to tell

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
-from edge.artifacts import KERAS_FILE, MODEL_CARD_FILE as CARD_FILE
+from edge.artifacts import KERAS_FILE, MODEL_CARD_FILE
 from edge.contract import InputContract
 from edge.quiet import native_stderr_silenced
 from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path, read_json_object
@@ -117,7 +117,7 @@ def _shared_contract(entries: list[ModelEntry]) -> InputContract:
 
 def read_card(models_dir: Path, contract: InputContract) -> dict[str, Any] | None:
     """The model card, if present (it names the validation split); None on the device."""
-    path = models_dir / CARD_FILE
+    path = models_dir / MODEL_CARD_FILE
     if not path.is_file():
         return None
     card = read_json_object(path, BenchmarkError, "run 'make train' again")

@@ -6,13 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from convert import ConvertError
-from edge.artifacts import (  # noqa: F401 - the files of models/ are named in one place; others import them from here
-    CHARACTERS_DIR as CHARACTERS_NAME,
-    GALLERY_FILE as GALLERY_NAME,
-    KERAS_FILE as KERAS_NAME,
-    LABELS_FILE as LABELS_NAME,
-    MODEL_CARD_FILE as CARD_NAME,
-)
+from edge.artifacts import KERAS_FILE, LABELS_FILE, MODEL_CARD_FILE
 from edge.contract import InputContract
 from edge.runtime import read_json_object
 
@@ -75,13 +69,13 @@ def read_source(models_dir: Path) -> SourceModel:
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ConvertError(f"models folder {models_dir} does not exist: run 'make train' first")
-    keras_path = models_dir / KERAS_NAME
+    keras_path = models_dir / KERAS_FILE
     if not keras_path.is_file():
         raise ConvertError(f"no trained model at {keras_path}: run 'make train' first")
-    card_path = models_dir / CARD_NAME
+    card_path = models_dir / MODEL_CARD_FILE
     card = read_card(card_path)
     contract = contract_from_card(card, card_path)
-    check_labels_agree(contract, card, read_labels_file(models_dir / LABELS_NAME), models_dir)
+    check_labels_agree(contract, card, read_labels_file(models_dir / LABELS_FILE), models_dir)
     return SourceModel(models_dir, keras_path, card, contract)
 
 

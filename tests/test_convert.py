@@ -16,9 +16,11 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from convert import dataset, export, files, pipeline  # noqa: E402
+from convert import dataset, export, pipeline  # noqa: E402
 from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
 from convert.pipeline import ConvertConfig  # noqa: E402
+from edge import artifacts  # noqa: E402
+from edge.artifacts import MANIFEST_FILE, REPORT_FILE  # noqa: E402
 from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
 from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, write_tiny_source  # noqa: E402
 
@@ -112,7 +114,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
 
 def test_agreement_check_ran_on_every_variant(converted):
     folder, result = converted
-    report = json.loads((folder / files.REPORT_NAME).read_text())
+    report = json.loads((folder / REPORT_FILE).read_text())
     assert [row["variant"] for row in report["variants"]] == list(VARIANTS)
     assert report["validation"]["images"] == 54  # 18 openmoji images in each of the 3 classes
     assert report["representative"] == {
@@ -136,9 +138,9 @@ def test_agreement_check_ran_on_every_variant(converted):
 
 def test_manifest_lists_every_artifact_with_its_hash(converted):
     folder, _ = converted
-    manifest = json.loads((folder / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     entries = {entry["path"]: entry for entry in manifest["artifacts"]}
-    expected = {"lookalike.keras", "labels.txt", "model_card.json", "gallery.npz", files.REPORT_NAME}
+    expected = {"lookalike.keras", "labels.txt", "model_card.json", "gallery.npz", REPORT_FILE}
     expected |= {f"lookalike_{v}{s}" for v in VARIANTS for s in (".tflite", ".json")}
     expected |= {f"characters/{label}.png" for label in ("astronaut", "superhero", "vampire")}
     assert set(entries) == expected
@@ -156,9 +158,9 @@ def test_cli_converts_a_subset_and_keeps_the_others(converted, models_dir, capsy
     assert code == 0
     assert "float16" in out and "agree" in out  # the table is printed
     assert tflite_files(models_dir) == ["lookalike_float16.tflite", "lookalike_int8.tflite"]
-    manifest = json.loads((models_dir / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((models_dir / MANIFEST_FILE).read_text())
     assert {"lookalike_float16.tflite", "lookalike_int8.tflite"} <= {e["path"] for e in manifest["artifacts"]}
-    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    report = json.loads((models_dir / REPORT_FILE).read_text())
     assert report["validation"]["images"] == 9
 
 
@@ -168,7 +170,7 @@ def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypa
     assert code == EXIT_FLAGGED
     assert "agrees with Keras on only" in capsys.readouterr().err
     assert tflite_files(models_dir) == []
-    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    report = json.loads((models_dir / REPORT_FILE).read_text())
     assert report["published"] is False and report["passed"] is False
     assert leftovers(models_dir) == []
 
@@ -295,7 +297,7 @@ def test_conversion_failing_part_way_leaves_models_unchanged(models_dir, monkeyp
     assert (models_dir / "lookalike_float32.tflite").read_bytes() == b"previous good float32"
     assert (models_dir / "lookalike_int8.tflite").read_bytes() == b"previous good int8"
     assert not (models_dir / "lookalike_float32.json").exists()
-    assert not (models_dir / files.MANIFEST_NAME).exists()
+    assert not (models_dir / MANIFEST_FILE).exists()
     assert leftovers(models_dir) == []
 
 
@@ -408,9 +410,9 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(files.os, "replace", failing_replace)
+    monkeypatch.setattr(artifacts.os, "replace", failing_replace)
     with pytest.raises(OSError):
-        files.atomic_write_bytes(target, b"new")
+        artifacts.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["artifact.bin"]
 
@@ -421,7 +423,7 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
 def test_committed_fixture_is_current_and_loadable():
     """tests/fixtures/tiny_models must load with today's runtime; regenerate it if this fails:
     .venv/bin/python tests/fixtures/make_tiny_models.py"""
-    manifest = json.loads((FIXTURE_DIR / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((FIXTURE_DIR / MANIFEST_FILE).read_text())
     for entry in manifest["artifacts"]:
         assert sha256_file(FIXTURE_DIR / entry["path"]) == entry["sha256"], entry["path"]
     for variant in VARIANTS:
@@ -444,7 +446,7 @@ def test_trained_model_converts_and_agrees(request):
     """A real-weights model trained briefly (session fixture ``trained_models_dir``), converted by
     ``python -m convert`` as a subprocess (session fixture ``converted_models_dir``, tests/conftest.py)."""
     folder = request.getfixturevalue("converted_models_dir")
-    report = json.loads((folder / files.REPORT_NAME).read_text())
+    report = json.loads((folder / REPORT_FILE).read_text())
     print(json.dumps({r["variant"]: {k: r[k] for k in ("agreement", "top1", "ties", "embedding_cosine_mean")} for r in report["variants"]}))
     assert report["published"] is True
     rows = {row["variant"]: row for row in report["variants"]}
@@ -459,7 +461,7 @@ def test_trained_model_converts_and_agrees(request):
     assert rows["int8"]["embedding_cosine_mean"] >= 0.8
     sidecar = json.loads((folder / "lookalike_int8.json").read_text())
     assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
-    manifest = {e["path"]: e["sha256"] for e in json.loads((folder / files.MANIFEST_NAME).read_text())["artifacts"]}
+    manifest = {e["path"]: e["sha256"] for e in json.loads((folder / MANIFEST_FILE).read_text())["artifacts"]}
     for variant in VARIANTS:
         model = LookalikeModel(folder / f"lookalike_{variant}.tflite")
         assert manifest[f"lookalike_{variant}.tflite"] == sha256_file(model.path)
