@@ -30,6 +30,7 @@ import numpy as np
 
 from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, KERAS_FILE, LABELS_FILE, MODEL_CARD_FILE
+from edge.model_card import CARD_VERSION
 from edge.outputs import make_staging
 from edge.runtime import sha256_file
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
@@ -37,7 +38,6 @@ from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
 
-CARD_VERSION = 1
 
 @dataclass
 class TrainConfig:
