@@ -210,8 +210,9 @@ def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
 
 def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData:
     """Representative images (class-balanced, training only) and validation images with targets."""
-    splits = ds.resolve_splits(source.data, config.rep_dirs, config.val_dirs)
-    overlap = set(map(str, splits.train.files)) & set(map(str, splits.val.files))
+    splits = ds.resolve_splits(source.card, config.rep_dirs, config.val_dirs)
+    # Compared as absolute paths: the card's lists and the folders of the flags may name one file two ways.
+    overlap = {str(f.resolve()) for f in splits.train.files} & {str(f.resolve()) for f in splits.val.files}
     if overlap:
         raise ConvertError(
             f"{len(overlap)} image(s) are in both the training and the validation list (e.g. {sorted(overlap)[0]}): "

@@ -16,11 +16,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from convert import dataset, export, pipeline  # noqa: E402
+from convert import ConvertError, dataset, export, pipeline  # noqa: E402
 from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
 from convert.pipeline import ConvertConfig  # noqa: E402
 from edge import artifacts  # noqa: E402
-from edge.artifacts import MANIFEST_FILE, REPORT_FILE  # noqa: E402
+from edge.artifacts import MANIFEST_FILE, MODEL_CARD_FILE, REPORT_FILE  # noqa: E402
+from edge.model_card import ModelCard  # noqa: E402
 from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
 from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, write_tiny_source  # noqa: E402
 
@@ -271,12 +272,24 @@ def test_int8_float_layer_that_does_not_exist(models_dir, capsys):
     assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
 
 
-def test_card_without_data_section_asks_for_folders(models_dir, capsys):
-    card = json.loads((models_dir / "model_card.json").read_text())
-    del card["data"]
-    (models_dir / "model_card.json").write_text(json.dumps(card))
+def test_card_without_file_lists_is_refused_not_split_again(models_dir, capsys):
+    """A card from a tool older than the file lists: no guessing at training's split."""
+    card = json.loads((models_dir / MODEL_CARD_FILE).read_text())
+    del card["data"]["train_files"], card["data"]["val_files"]
+    card["data"]["val_split"] = 0.2
+    (models_dir / MODEL_CARD_FILE).write_text(json.dumps(card))
     assert main(["--models", str(models_dir)]) == EXIT_ERROR
-    assert "pass --rep-data DIR" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "records no data.train_files" in line and "pass --rep-data DIR and --val DIR, or run 'make train' again" in line
+    assert tflite_files(models_dir) == []
+
+
+def test_card_without_data_section_is_refused(models_dir, capsys):
+    card = json.loads((models_dir / MODEL_CARD_FILE).read_text())
+    del card["data"]
+    (models_dir / MODEL_CARD_FILE).write_text(json.dumps(card))
+    assert main(["--models", str(models_dir)]) == EXIT_ERROR
+    assert "no 'data' section: run 'make train' again" in one_error_line(capsys)
 
 
 def test_conversion_failing_part_way_leaves_models_unchanged(models_dir, monkeypatch, capsys):
@@ -387,14 +400,31 @@ def test_full_pixel_range_is_enforced_for_the_uint8_input():
     assert not dataset.ensure_full_pixel_range(images)
 
 
-def test_card_file_lists_win_over_folders(tmp_path):
+def card_with(tmp_path: Path, **data) -> ModelCard:
+    """The committed fixture's card (its lists are relative to the project) with ``data`` changed."""
+    card = json.loads((FIXTURE_DIR / MODEL_CARD_FILE).read_text())
+    card["data"].update(data)
+    return ModelCard.from_dict(card, tmp_path / "models" / MODEL_CARD_FILE, ConvertError)
+
+
+def test_card_file_lists_or_the_flags_name_the_images(tmp_path):
     train = sorted((DATASET / "twemoji" / "elf").glob("*.png"))[:3]
     val = sorted((DATASET / "openmoji" / "elf").glob("*.png"))[:2]
-    data = {"train": [str(DATASET / "noto")], "val": [str(DATASET / "noto")], "train_files": [str(p) for p in train], "val_files": [str(p) for p in val]}
-    splits = dataset.resolve_splits(data)
+    relative = [str(p.relative_to(DATASET.parents[1])) for p in val]  # as the committed cards record them
+    card = card_with(tmp_path, train=[str(DATASET / "noto")], train_files=[str(p) for p in train], val_files=relative)
+    splits = dataset.resolve_splits(card)
     assert list(splits.train.files) == train and list(splits.val.files) == val
-    override = dataset.resolve_splits(data, val_dirs=[DATASET / "noto"])
+    assert splits.val.source == "model_card data.val_files"
+    override = dataset.resolve_splits(card, val_dirs=[DATASET / "noto"])
     assert len(override.val) == 758 and list(override.train.files) == train
+    # A card without the lists still converts when both flags name the images.
+    old = card_with(tmp_path, train_files=None, val_files=None)
+    both = dataset.resolve_splits(old, rep_dirs=[DATASET / "twemoji"], val_dirs=[DATASET / "openmoji"])
+    assert both.train.source.startswith("--rep-data") and both.val.source.startswith("--val")
+    with pytest.raises(ConvertError, match="records no data.val_files .*pass --rep-data DIR and --val DIR"):
+        dataset.resolve_splits(old, rep_dirs=[DATASET / "twemoji"])
+    with pytest.raises(ConvertError, match=r"lists no validation images \(data.val_files is empty\): pass --val DIR"):
+        dataset.resolve_splits(card_with(tmp_path, val_files=[]))
 
 
 def test_training_and_validation_must_not_overlap(models_dir, capsys):
