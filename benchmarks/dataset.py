@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from benchmarks import BenchmarkError
 from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, prepare_image, read_rgb
+from edge.model_card import ModelCard
 
-ROOT = Path(__file__).resolve().parents[1]  # the model card may hold paths relative to the project
 MAX_NAMES_SHOWN = 6
 
 
@@ -81,39 +81,14 @@ def files_from_folder(data_dir: str | Path, labels: tuple[str, ...]) -> LabeledF
     return found
 
 
-def _resolve(path: str, bases: list[Path]) -> Path:
-    """A path from the model card: absolute as written, relative to the first base where it exists."""
-    candidate = Path(path)
-    if candidate.is_absolute():
-        return candidate
-    for base in bases:
-        if (base / candidate).exists():
-            return base / candidate
-    return bases[0] / candidate
-
-
-def files_from_card(card: dict[str, Any], models_dir: Path, labels: tuple[str, ...]) -> LabeledFiles | str:
+def files_from_card(card: ModelCard, labels: tuple[str, ...]) -> LabeledFiles | str:
     """The validation split the model card records; a note (str) when it is not usable here."""
-    data = card.get("data") if isinstance(card.get("data"), dict) else {}
-    bases = [Path.cwd(), ROOT, models_dir.resolve().parent, models_dir.resolve()]
-    if data.get("val_files"):
-        return _card_val_files(data["val_files"], bases, labels)
-    val_dirs = [_resolve(d, bases) for d in data.get("val") or []]
-    present = [d for d in val_dirs if d.is_dir()]
-    if not present:
-        return "the model card names no validation images that exist here: pass --data DIR for accuracy"
-    merged = LabeledFiles([], [], ", ".join(str(d) for d in present))
-    for folder in present:
-        part = files_from_folder(folder, labels)
-        merged.paths += part.paths
-        merged.truth += part.truth
-        merged.notes += part.notes
-    return merged
-
-
-def _card_val_files(val_files: list[str], bases: list[Path], labels: tuple[str, ...]) -> LabeledFiles | str:
+    paths = card.image_files("val")
+    if paths is None:
+        return "the model card records no validation files (it was written by an older tool): pass --data DIR for accuracy"
+    if not paths:
+        return "the model card lists no validation images: pass --data DIR for accuracy"
     index = {name: i for i, name in enumerate(labels)}
-    paths = [_resolve(p, bases) for p in val_files]
     present = [p for p in paths if p.is_file()]
     if not present:
         return (f"none of the model card's {len(paths)} validation files exist here "

@@ -20,7 +20,6 @@ The goals are measurements for the report, never asserts.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +29,14 @@ import cv2
 import numpy as np
 
 from benchmarks import BenchmarkError
-from benchmarks.models import CARD_FILE
 from benchmarks.progress import Progress
 from benchmarks.sense import FACE_TRAITS_FILE, label_faces, read_face_traits, sense_section
 from edge.contract import InputContract, crop_face, read_rgb
 from edge.faces import Box, DetectorError, FaceDetector, find_faces, make_face_detector
 from edge.matcher import LookalikeMatcher, top_k
 from edge.runtime import LookalikeModel, ModelError, Prediction, model_path
-from edge.artifacts import IMAGE_SUFFIXES
+from edge.artifacts import IMAGE_SUFFIXES, MODEL_CARD_FILE
+from edge.model_card import read_model_card
 from edge.traits import CHARACTER_TRAITS_FILE, TraitsError, read_character_traits
 
 DEFAULT_VARIANT = "int8"  # what the device runs
@@ -210,11 +209,10 @@ def default_faces(detector: FaceDetector) -> FaceSet | str:
 def in_sample_note(models_dir: Path, folder: Path | None) -> list[str]:
     """Warn when the gallery's face mean was computed from the very faces measured here (the model
     card says where it came from): centring on a set's own mean flatters that set's variety."""
-    try:
-        card = json.loads((Path(models_dir) / CARD_FILE).read_text())
-        source = str(((card.get("face_domain") or {}).get("source")) or "")
-    except (OSError, ValueError, AttributeError):
+    if not (Path(models_dir) / MODEL_CARD_FILE).is_file():
         return []  # no card on the device: nothing to tell
+    card = read_model_card(models_dir, BenchmarkError)
+    source = (card.face_domain.source if card.face_domain is not None else None) or ""
     same = source.startswith("scikit-image") if folder is None else bool(source) and Path(source) == Path(folder)
     if not same:
         return []

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import BenchmarkError
-from edge.artifacts import KERAS_FILE, MODEL_CARD_FILE as CARD_FILE
+from edge.artifacts import KERAS_FILE, MODEL_CARD_FILE
 from edge.contract import InputContract
+from edge.model_card import ModelCard, read_model_card
 from edge.quiet import native_stderr_silenced
-from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path, read_json_object
+from edge.runtime import VARIANTS, LookalikeModel, ModelError, interpreter_class, model_path
 
 KERAS = "keras"
 REFERENCE = "reference"
@@ -49,7 +50,7 @@ class ModelSet:
     contract: InputContract
     keras: ModelEntry | None = None
     reference: ModelEntry | None = None
-    card: dict[str, Any] | None = None
+    card: ModelCard | None = None  # None where there is none (on the device)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -115,16 +116,14 @@ def _shared_contract(entries: list[ModelEntry]) -> InputContract:
     return first
 
 
-def read_card(models_dir: Path, contract: InputContract) -> dict[str, Any] | None:
+def read_card(models_dir: Path, contract: InputContract) -> ModelCard | None:
     """The model card, if present (it names the validation split); None on the device."""
-    path = models_dir / CARD_FILE
-    if not path.is_file():
+    if not (models_dir / MODEL_CARD_FILE).is_file():
         return None
-    card = read_json_object(path, BenchmarkError, "run 'make train' again")
-    labels = card.get("labels") or (card.get("contract") or {}).get("labels")
-    if labels is not None and tuple(labels) != contract.labels:
+    card = read_model_card(models_dir, BenchmarkError)
+    if card.labels != contract.labels:
         raise BenchmarkError(
-            f"{path} names other classes than the TFLite sidecars (models from different runs): "
+            f"{card.path} names other classes than the TFLite sidecars (models from different runs): "
             "run 'make convert' again"
         )
     return card

@@ -113,7 +113,7 @@ def check_inputs(config: BenchmarkConfig) -> Inputs:
     if config.data_dir is not None:
         inputs.files = files_from_folder(config.data_dir, models.labels)
     elif models.card is not None:
-        found = files_from_card(models.card, models.models_dir, models.labels)
+        found = files_from_card(models.card, models.labels)
         if isinstance(found, str):
             inputs.notes.append(f"accuracy not measured: {found}")
         else:

@@ -1,10 +1,10 @@
 """Which images calibrate the int8 model (training images only) and which check every variant (validation).
 
-Preference order for each split: a folder given on the command line, then the exact file lists the
-model card records (``train_files`` / ``val_files``), then the card's folders of class folders
-(``data.train`` / ``data.val``), and for a random split (``val_split``) the same seeded split that
-training made (``train.data.load_dataset``). Validation images never calibrate: calibrating on them
-would make the agreement check look better than the model will do on new faces.
+For each split: the folders given on the command line (``--rep-data`` / ``--val``), else the exact
+file lists training recorded in the model card (``data.train_files`` / ``data.val_files``, found
+through ``ModelCard.resolve``). A card without them comes from a tool older than those lists and is
+refused, never guessed at. Validation images never calibrate: calibrating on them would make the
+agreement check look better than the model will do on new faces.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from convert import ConvertError
 from edge.artifacts import IMAGE_SUFFIXES
 from edge.contract import InputContract, prepare_image, read_rgb
-
+from edge.model_card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -70,65 +70,17 @@ def images_in_all(roots: Sequence[Path], what: str) -> list[Path]:
     return [path for root in roots for path in images_in(Path(root), what)]
 
 
-def listed_files(data: dict[str, Any], key: str) -> list[Path] | None:
-    files = data.get(key)
-    if not files:
-        return None
-    return [Path(f) for f in files]
-
-
-def card_folders(data: dict[str, Any], key: str) -> list[Path]:
-    value = data.get(key) or []
-    if isinstance(value, str):
-        value = [value]
-    return [Path(v) for v in value]
-
-
-def split_like_training(data: dict[str, Any]) -> tuple[list[Path], list[Path]]:
-    """Redo training's seeded stratified split, for a card without file lists."""
-    try:
-        from train.data import DatasetError, load_dataset
-    except ImportError as exc:
-        raise ConvertError(
-            "the model card records a random validation split but not its files, and train.data is not "
-            "importable to redo it: pass --val DIR and --rep-data DIR"
-        ) from exc
-    try:
-        dataset = load_dataset(card_folders(data, "train"), [], data.get("val_split"), int(data.get("seed", 1234)))
-    except DatasetError as exc:
-        raise ConvertError(f"cannot redo training's validation split: {exc}") from exc
-    return list(dataset.train.files), list(dataset.val.files)
-
-
-def resolve_splits(card_data: dict[str, Any], rep_dirs: Sequence[Path] = (), val_dirs: Sequence[Path] = ()) -> Splits:
+def resolve_splits(card: ModelCard, rep_dirs: Sequence[Path] = (), val_dirs: Sequence[Path] = ()) -> Splits:
     """Training images (for calibration) and validation images, from flags or the model card."""
-    train = val = None
     if rep_dirs:
         train = ImageList(tuple(images_in_all(rep_dirs, "representative-data")), "--rep-data " + " ".join(map(str, rep_dirs)))
+    else:
+        train = card_split(card, "train", "--rep-data DIR (a folder of class folders of training images)")
     if val_dirs:
         val = ImageList(tuple(images_in_all(val_dirs, "validation")), "--val " + " ".join(map(str, val_dirs)))
-    if train is None:
-        train = card_split(card_data, "train", "representative-data (training)")
-    if val is None:
-        val = card_split(card_data, "val", "validation")
-    if train is None or val is None:
-        if card_data.get("val_split"):
-            train_files, val_files = split_like_training(card_data)
-            train = train or ImageList(tuple(train_files), "training's seeded split of model_card data.train")
-            val = val or ImageList(tuple(val_files), "training's seeded split of model_card data.train")
-    if train is None:
-        raise ConvertError(
-            "the model card names no training images to calibrate with (no 'data.train_files' or 'data.train'): "
-            "pass --rep-data DIR (a folder of class folders of training images)"
-        )
-    if val is None:
-        raise ConvertError(
-            "the model card names no validation images (no 'data.val_files' or 'data.val'): "
-            "pass --val DIR (a folder of class folders)"
-        )
+    else:
+        val = card_split(card, "val", "--val DIR (a folder of class folders)")
     for image_list, what in ((train, "representative (training)"), (val, "validation")):
-        if not image_list.files:
-            raise ConvertError(f"the {what} image list from {image_list.source} is empty")
         missing = [f for f in image_list.files if not f.is_file()]
         if missing:
             raise ConvertError(
@@ -138,14 +90,18 @@ def resolve_splits(card_data: dict[str, Any], rep_dirs: Sequence[Path] = (), val
     return Splits(train, val)
 
 
-def card_split(data: dict[str, Any], split: str, what: str) -> ImageList | None:
-    files = listed_files(data, f"{split}_files")
-    if files is not None:
-        return ImageList(tuple(files), f"model_card data.{split}_files")
-    folders = card_folders(data, split)
-    if folders:
-        return ImageList(tuple(images_in_all(folders, what)), f"model_card data.{split} " + " ".join(map(str, folders)))
-    return None
+def card_split(card: ModelCard, split: str, flag: str) -> ImageList:
+    """The card's file list of ``split``; ConvertError when it records none or an empty one."""
+    files = card.image_files(split)
+    if files is None:
+        raise ConvertError(
+            f"{card.path} records no data.{split}_files (it was written by an older tool): "
+            "pass --rep-data DIR and --val DIR, or run 'make train' again"
+        )
+    if not files:
+        raise ConvertError(f"{card.path} lists no {'training' if split == 'train' else 'validation'} images "
+                           f"(data.{split}_files is empty): pass {flag}")
+    return ImageList(files, f"model_card data.{split}_files")
 
 
 def balanced_sample(files: Sequence[Path], size: int, seed: int) -> list[Path]:

@@ -1,4 +1,7 @@
-"""Writing artifacts safely: atomic writes, sha256, the manifest of everything in models/."""
+"""The manifest of everything in models/ (sizes and sha256), and checking an output path can be written.
+
+The file names and the atomic writer it uses live in ``edge.artifacts``.
+"""
 from __future__ import annotations
 
 import os
@@ -6,18 +9,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from edge.artifacts import (  # noqa: F401 - the names and the writer live in edge.artifacts
+from edge.artifacts import (
     CHARACTERS_DIR,
-    FILE_MODE,
-    MANIFEST_FILE as MANIFEST_NAME,
-    REPORT_FILE as REPORT_NAME,
+    MANIFEST_FILE,
+    REPORT_FILE,
     TRAIN_ARTIFACTS,
-    atomic_write_bytes,
+    VARIANTS,
     atomic_write_json,
     sidecar_name,
     tflite_name,
 )
-from edge.runtime import VARIANTS, sha256_file
+from edge.runtime import sha256_file
 
 MANIFEST_VERSION = 1
 
@@ -51,7 +53,7 @@ def manifest_files(models_dir: Path) -> list[Path]:
     names = list(TRAIN_ARTIFACTS)
     for variant in VARIANTS:
         names += [tflite_name(variant), sidecar_name(variant)]
-    names.append(REPORT_NAME)
+    names.append(REPORT_FILE)
     files = [models_dir / name for name in names if (models_dir / name).is_file()]
     characters = models_dir / CHARACTERS_DIR
     if characters.is_dir():
@@ -68,5 +70,5 @@ def write_manifest(models_dir: Path, extra: Iterable[Path] = ()) -> dict[str, An
         "created": utc_now(),
         "artifacts": [artifact_entry(path, models_dir) for path in files],
     }
-    atomic_write_json(models_dir / MANIFEST_NAME, manifest)
+    atomic_write_json(models_dir / MANIFEST_FILE, manifest)
     return manifest

@@ -24,7 +24,7 @@ from convert import ConvertError
 from convert import dataset as ds
 from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
-from edge.artifacts import tflite_name
+from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, REPORT_FILE, atomic_write_bytes, atomic_write_json, tflite_name
 from edge.outputs import make_staging
 
 STAGING_PREFIX = ".convert-staging-"
@@ -167,10 +167,10 @@ def build_sidecar(
         "output_dtypes": layout.output_dtypes,
         "quantization": quantization_summary(variant, layout, recipe),
     }
-    if (source.models_dir / src.GALLERY_NAME).is_file():
-        sidecar["gallery"] = src.GALLERY_NAME
-    if (source.models_dir / src.CHARACTERS_NAME).is_dir():
-        sidecar["characters"] = src.CHARACTERS_NAME
+    if (source.models_dir / GALLERY_FILE).is_file():
+        sidecar["gallery"] = GALLERY_FILE
+    if (source.models_dir / CHARACTERS_DIR).is_dir():
+        sidecar["characters"] = CHARACTERS_DIR
     sidecar["source_model_sha256"] = source_sha
     sidecar["created"] = files.utc_now()
     return sidecar
@@ -192,7 +192,7 @@ def check_int8_input(layout: export.TFLiteLayout) -> None:
 
 def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
     """Gallery embeddings in label order, or None when absent or not matching the labels."""
-    path = models_dir / src.GALLERY_NAME
+    path = models_dir / GALLERY_FILE
     if not path.is_file():
         return None
     try:
@@ -210,8 +210,9 @@ def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
 
 def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData:
     """Representative images (class-balanced, training only) and validation images with targets."""
-    splits = ds.resolve_splits(source.data, config.rep_dirs, config.val_dirs)
-    overlap = set(map(str, splits.train.files)) & set(map(str, splits.val.files))
+    splits = ds.resolve_splits(source.card, config.rep_dirs, config.val_dirs)
+    # Compared as absolute paths: the card's lists and the folders of the flags may name one file two ways.
+    overlap = {str(f.resolve()) for f in splits.train.files} & {str(f.resolve()) for f in splits.val.files}
     if overlap:
         raise ConvertError(
             f"{len(overlap)} image(s) are in both the training and the validation list (e.g. {sorted(overlap)[0]}): "
@@ -252,8 +253,8 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
         if variant == "int8":
             check_int8_input(layout)
         tflite_path = staging / tflite_name(variant)
-        files.atomic_write_bytes(tflite_path, model_bytes)
-        files.atomic_write_json(tflite_path.with_suffix(".json"), build_sidecar(variant, model_bytes, layout, source, source_sha, config.int8_recipe))
+        atomic_write_bytes(tflite_path, model_bytes)
+        atomic_write_json(tflite_path.with_suffix(".json"), build_sidecar(variant, model_bytes, layout, source, source_sha, config.int8_recipe))
         timings[f"convert_{variant}"] = time.perf_counter() - start
         say(f"  {variant}: {len(model_bytes) / 1e6:.2f} MB in {timings[f'convert_{variant}']:.1f} s")
     shutil.rmtree(staging / "saved_model", ignore_errors=True)
@@ -339,7 +340,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
             config, source, keras_row, checks, data.representative_info, data.validation_info, timings, publishing
         )
         report["traits"] = traits
-        files.atomic_write_json(models_dir / files.REPORT_NAME, report)
+        atomic_write_json(models_dir / REPORT_FILE, report)
         if publishing:
             files.write_manifest(models_dir)
     finally:

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         source = src.read_source(args.models)
-        splits = ds.resolve_splits(source.data)
+        splits = ds.resolve_splits(source.card)
         rep, _ = ds.load_model_inputs(ds.balanced_sample(splits.train.files, args.rep_size, 1234), source.contract, "representative")
         ds.ensure_full_pixel_range(rep)
         images, _ = ds.load_model_inputs(ds.balanced_sample(splits.val.files, args.images, 1234), source.contract, "validation")

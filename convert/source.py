@@ -3,18 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from convert import ConvertError
-from edge.artifacts import (  # noqa: F401 - the files of models/ are named in one place; others import them from here
-    CHARACTERS_DIR as CHARACTERS_NAME,
-    GALLERY_FILE as GALLERY_NAME,
-    KERAS_FILE as KERAS_NAME,
-    LABELS_FILE as LABELS_NAME,
-    MODEL_CARD_FILE as CARD_NAME,
-)
+from edge.artifacts import KERAS_FILE, LABELS_FILE
 from edge.contract import InputContract
-from edge.runtime import read_json_object
+from edge.model_card import ModelCard, read_model_card
 
 
 @dataclass(frozen=True)
@@ -23,32 +16,15 @@ class SourceModel:
 
     models_dir: Path
     keras_path: Path
-    card: dict[str, Any]
-    contract: InputContract
+    card: ModelCard
+
+    @property
+    def contract(self) -> InputContract:
+        return self.card.contract
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.contract.labels
-
-    @property
-    def data(self) -> dict[str, Any]:
-        data = self.card.get("data")
-        return data if isinstance(data, dict) else {}
-
-
-def read_card(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConvertError(f"{path} is missing (make train writes it beside the model): run 'make train' first")
-    return read_json_object(path, ConvertError, "run 'make train' again")
-
-
-def contract_from_card(card: dict[str, Any], path: Path) -> InputContract:
-    if "contract" not in card:
-        raise ConvertError(f"{path} has no 'contract' section: it was written by another tool, run 'make train' again")
-    try:
-        return InputContract.from_dict(card["contract"])
-    except (TypeError, ValueError) as exc:
-        raise ConvertError(f"{path}: bad input contract ({exc}): run 'make train' again") from exc
 
 
 def read_labels_file(path: Path) -> tuple[str, ...] | None:
@@ -57,17 +33,14 @@ def read_labels_file(path: Path) -> tuple[str, ...] | None:
     return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
 
 
-def check_labels_agree(contract: InputContract, card: dict[str, Any], labels_file: tuple[str, ...] | None, models_dir: Path) -> None:
-    """labels.txt, the card's labels and the contract's must name the same classes in the same order."""
-    sources = {"labels.txt": labels_file, "model_card.json labels": card.get("labels")}
-    for name, labels in sources.items():
-        if labels is None:
-            continue
-        if tuple(labels) != contract.labels:
-            raise ConvertError(
-                f"{models_dir}: {name} ({len(labels)} classes) does not match the model's contract "
-                f"({contract.num_classes} classes): the files come from different trainings, run 'make train' again"
-            )
+def check_labels_agree(contract: InputContract, labels_file: tuple[str, ...] | None, models_dir: Path) -> None:
+    """labels.txt must name the contract's classes in the same order (the card's own labels are
+    checked against its contract when the card is read)."""
+    if labels_file is not None and labels_file != contract.labels:
+        raise ConvertError(
+            f"{models_dir}: {LABELS_FILE} ({len(labels_file)} classes) does not match the model's contract "
+            f"({contract.num_classes} classes): the files come from different trainings, run 'make train' again"
+        )
 
 
 def read_source(models_dir: Path) -> SourceModel:
@@ -75,14 +48,12 @@ def read_source(models_dir: Path) -> SourceModel:
     models_dir = Path(models_dir)
     if not models_dir.is_dir():
         raise ConvertError(f"models folder {models_dir} does not exist: run 'make train' first")
-    keras_path = models_dir / KERAS_NAME
+    keras_path = models_dir / KERAS_FILE
     if not keras_path.is_file():
         raise ConvertError(f"no trained model at {keras_path}: run 'make train' first")
-    card_path = models_dir / CARD_NAME
-    card = read_card(card_path)
-    contract = contract_from_card(card, card_path)
-    check_labels_agree(contract, card, read_labels_file(models_dir / LABELS_NAME), models_dir)
-    return SourceModel(models_dir, keras_path, card, contract)
+    card = read_model_card(models_dir, ConvertError)
+    check_labels_agree(card.contract, read_labels_file(models_dir / LABELS_FILE), models_dir)
+    return SourceModel(models_dir, keras_path, card)
 
 
 def load_keras_model(source: SourceModel):

@@ -27,6 +27,7 @@ from benchmarks.progress import Progress
 from benchmarks.report import table
 from cli_checks import assert_one_line_error, run_cli
 from edge.contract import InputContract
+from edge.model_card import ModelCard
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "tiny_models"
@@ -357,16 +358,19 @@ def test_stage_summary_separates_cost_per_frame_from_cost_per_run():
     assert stages["detect"]["share"] == pytest.approx(0.2)
 
 
-def test_card_paths_relative_to_the_project_and_an_even_subset(tmp_path):
+def test_card_paths_relative_to_the_project_and_an_even_subset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the card's relative paths are found from the project, not the current folder
     card = json.loads((FIXTURE / "model_card.json").read_text())
-    files = files_from_card(card, FIXTURE, LABELS)
+    files = files_from_card(ModelCard.from_dict(card, FIXTURE / "model_card.json"), LABELS)
     assert not isinstance(files, str) and len(files.paths) == 54
     contract = InputContract(labels=LABELS, input_size=48)
     subset = load_images(files, contract, limit=9)
     assert subset.images.shape == (9, 48, 48, 3)
     assert set(subset.truth.tolist()) == {0, 1, 2}  # every class kept
     card["data"]["val_files"] = ["no/such/file.png"]
-    assert "pass --data" in files_from_card(card, FIXTURE, LABELS)
+    assert "pass --data" in files_from_card(ModelCard.from_dict(card, FIXTURE / "model_card.json"), LABELS)
+    del card["data"]["val_files"]
+    assert "older tool" in files_from_card(ModelCard.from_dict(card, FIXTURE / "model_card.json"), LABELS)
 
 
 def test_folder_listing_maps_classes_to_model_indices(tmp_path):

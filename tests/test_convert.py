@@ -16,9 +16,12 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from convert import dataset, export, files, pipeline  # noqa: E402
+from convert import ConvertError, dataset, export, pipeline  # noqa: E402
 from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
 from convert.pipeline import ConvertConfig  # noqa: E402
+from edge import artifacts  # noqa: E402
+from edge.artifacts import MANIFEST_FILE, MODEL_CARD_FILE, REPORT_FILE  # noqa: E402
+from edge.model_card import ModelCard  # noqa: E402
 from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
 from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, write_tiny_source  # noqa: E402
 
@@ -112,7 +115,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
 
 def test_agreement_check_ran_on_every_variant(converted):
     folder, result = converted
-    report = json.loads((folder / files.REPORT_NAME).read_text())
+    report = json.loads((folder / REPORT_FILE).read_text())
     assert [row["variant"] for row in report["variants"]] == list(VARIANTS)
     assert report["validation"]["images"] == 54  # 18 openmoji images in each of the 3 classes
     assert report["representative"] == {
@@ -136,9 +139,9 @@ def test_agreement_check_ran_on_every_variant(converted):
 
 def test_manifest_lists_every_artifact_with_its_hash(converted):
     folder, _ = converted
-    manifest = json.loads((folder / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     entries = {entry["path"]: entry for entry in manifest["artifacts"]}
-    expected = {"lookalike.keras", "labels.txt", "model_card.json", "gallery.npz", files.REPORT_NAME}
+    expected = {"lookalike.keras", "labels.txt", "model_card.json", "gallery.npz", REPORT_FILE}
     expected |= {f"lookalike_{v}{s}" for v in VARIANTS for s in (".tflite", ".json")}
     expected |= {f"characters/{label}.png" for label in ("astronaut", "superhero", "vampire")}
     assert set(entries) == expected
@@ -156,9 +159,9 @@ def test_cli_converts_a_subset_and_keeps_the_others(converted, models_dir, capsy
     assert code == 0
     assert "float16" in out and "agree" in out  # the table is printed
     assert tflite_files(models_dir) == ["lookalike_float16.tflite", "lookalike_int8.tflite"]
-    manifest = json.loads((models_dir / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((models_dir / MANIFEST_FILE).read_text())
     assert {"lookalike_float16.tflite", "lookalike_int8.tflite"} <= {e["path"] for e in manifest["artifacts"]}
-    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    report = json.loads((models_dir / REPORT_FILE).read_text())
     assert report["validation"]["images"] == 9
 
 
@@ -168,7 +171,7 @@ def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypa
     assert code == EXIT_FLAGGED
     assert "agrees with Keras on only" in capsys.readouterr().err
     assert tflite_files(models_dir) == []
-    report = json.loads((models_dir / files.REPORT_NAME).read_text())
+    report = json.loads((models_dir / REPORT_FILE).read_text())
     assert report["published"] is False and report["passed"] is False
     assert leftovers(models_dir) == []
 
@@ -269,12 +272,24 @@ def test_int8_float_layer_that_does_not_exist(models_dir, capsys):
     assert tflite_files(models_dir) == [] and leftovers(models_dir) == []
 
 
-def test_card_without_data_section_asks_for_folders(models_dir, capsys):
-    card = json.loads((models_dir / "model_card.json").read_text())
-    del card["data"]
-    (models_dir / "model_card.json").write_text(json.dumps(card))
+def test_card_without_file_lists_is_refused_not_split_again(models_dir, capsys):
+    """A card from a tool older than the file lists: no guessing at training's split."""
+    card = json.loads((models_dir / MODEL_CARD_FILE).read_text())
+    del card["data"]["train_files"], card["data"]["val_files"]
+    card["data"]["val_split"] = 0.2
+    (models_dir / MODEL_CARD_FILE).write_text(json.dumps(card))
     assert main(["--models", str(models_dir)]) == EXIT_ERROR
-    assert "pass --rep-data DIR" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "records no data.train_files" in line and "pass --rep-data DIR and --val DIR, or run 'make train' again" in line
+    assert tflite_files(models_dir) == []
+
+
+def test_card_without_data_section_is_refused(models_dir, capsys):
+    card = json.loads((models_dir / MODEL_CARD_FILE).read_text())
+    del card["data"]
+    (models_dir / MODEL_CARD_FILE).write_text(json.dumps(card))
+    assert main(["--models", str(models_dir)]) == EXIT_ERROR
+    assert "no 'data' section: run 'make train' again" in one_error_line(capsys)
 
 
 def test_conversion_failing_part_way_leaves_models_unchanged(models_dir, monkeypatch, capsys):
@@ -295,7 +310,7 @@ def test_conversion_failing_part_way_leaves_models_unchanged(models_dir, monkeyp
     assert (models_dir / "lookalike_float32.tflite").read_bytes() == b"previous good float32"
     assert (models_dir / "lookalike_int8.tflite").read_bytes() == b"previous good int8"
     assert not (models_dir / "lookalike_float32.json").exists()
-    assert not (models_dir / files.MANIFEST_NAME).exists()
+    assert not (models_dir / MANIFEST_FILE).exists()
     assert leftovers(models_dir) == []
 
 
@@ -385,14 +400,31 @@ def test_full_pixel_range_is_enforced_for_the_uint8_input():
     assert not dataset.ensure_full_pixel_range(images)
 
 
-def test_card_file_lists_win_over_folders(tmp_path):
+def card_with(tmp_path: Path, **data) -> ModelCard:
+    """The committed fixture's card (its lists are relative to the project) with ``data`` changed."""
+    card = json.loads((FIXTURE_DIR / MODEL_CARD_FILE).read_text())
+    card["data"].update(data)
+    return ModelCard.from_dict(card, tmp_path / "models" / MODEL_CARD_FILE, ConvertError)
+
+
+def test_card_file_lists_or_the_flags_name_the_images(tmp_path):
     train = sorted((DATASET / "twemoji" / "elf").glob("*.png"))[:3]
     val = sorted((DATASET / "openmoji" / "elf").glob("*.png"))[:2]
-    data = {"train": [str(DATASET / "noto")], "val": [str(DATASET / "noto")], "train_files": [str(p) for p in train], "val_files": [str(p) for p in val]}
-    splits = dataset.resolve_splits(data)
+    relative = [str(p.relative_to(DATASET.parents[1])) for p in val]  # as the committed cards record them
+    card = card_with(tmp_path, train=[str(DATASET / "noto")], train_files=[str(p) for p in train], val_files=relative)
+    splits = dataset.resolve_splits(card)
     assert list(splits.train.files) == train and list(splits.val.files) == val
-    override = dataset.resolve_splits(data, val_dirs=[DATASET / "noto"])
+    assert splits.val.source == "model_card data.val_files"
+    override = dataset.resolve_splits(card, val_dirs=[DATASET / "noto"])
     assert len(override.val) == 758 and list(override.train.files) == train
+    # A card without the lists still converts when both flags name the images.
+    old = card_with(tmp_path, train_files=None, val_files=None)
+    both = dataset.resolve_splits(old, rep_dirs=[DATASET / "twemoji"], val_dirs=[DATASET / "openmoji"])
+    assert both.train.source.startswith("--rep-data") and both.val.source.startswith("--val")
+    with pytest.raises(ConvertError, match="records no data.val_files .*pass --rep-data DIR and --val DIR"):
+        dataset.resolve_splits(old, rep_dirs=[DATASET / "twemoji"])
+    with pytest.raises(ConvertError, match=r"lists no validation images \(data.val_files is empty\): pass --val DIR"):
+        dataset.resolve_splits(card_with(tmp_path, val_files=[]))
 
 
 def test_training_and_validation_must_not_overlap(models_dir, capsys):
@@ -408,9 +440,9 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(files.os, "replace", failing_replace)
+    monkeypatch.setattr(artifacts.os, "replace", failing_replace)
     with pytest.raises(OSError):
-        files.atomic_write_bytes(target, b"new")
+        artifacts.atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["artifact.bin"]
 
@@ -421,7 +453,7 @@ def test_atomic_write_leaves_no_temp_file_on_failure(tmp_path, monkeypatch):
 def test_committed_fixture_is_current_and_loadable():
     """tests/fixtures/tiny_models must load with today's runtime; regenerate it if this fails:
     .venv/bin/python tests/fixtures/make_tiny_models.py"""
-    manifest = json.loads((FIXTURE_DIR / files.MANIFEST_NAME).read_text())
+    manifest = json.loads((FIXTURE_DIR / MANIFEST_FILE).read_text())
     for entry in manifest["artifacts"]:
         assert sha256_file(FIXTURE_DIR / entry["path"]) == entry["sha256"], entry["path"]
     for variant in VARIANTS:
@@ -444,7 +476,7 @@ def test_trained_model_converts_and_agrees(request):
     """A real-weights model trained briefly (session fixture ``trained_models_dir``), converted by
     ``python -m convert`` as a subprocess (session fixture ``converted_models_dir``, tests/conftest.py)."""
     folder = request.getfixturevalue("converted_models_dir")
-    report = json.loads((folder / files.REPORT_NAME).read_text())
+    report = json.loads((folder / REPORT_FILE).read_text())
     print(json.dumps({r["variant"]: {k: r[k] for k in ("agreement", "top1", "ties", "embedding_cosine_mean")} for r in report["variants"]}))
     assert report["published"] is True
     rows = {row["variant"]: row for row in report["variants"]}
@@ -459,7 +491,7 @@ def test_trained_model_converts_and_agrees(request):
     assert rows["int8"]["embedding_cosine_mean"] >= 0.8
     sidecar = json.loads((folder / "lookalike_int8.json").read_text())
     assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
-    manifest = {e["path"]: e["sha256"] for e in json.loads((folder / files.MANIFEST_NAME).read_text())["artifacts"]}
+    manifest = {e["path"]: e["sha256"] for e in json.loads((folder / MANIFEST_FILE).read_text())["artifacts"]}
     for variant in VARIANTS:
         model = LookalikeModel(folder / f"lookalike_{variant}.tflite")
         assert manifest[f"lookalike_{variant}.tflite"] == sha256_file(model.path)

@@ -189,12 +189,19 @@ def test_goals_are_judged_in_the_right_direction(most_frequent, distinct, stabil
 
 
 def test_in_sample_note_when_the_face_mean_came_from_the_measured_faces(tmp_path):
-    (tmp_path / "model_card.json").write_text(json.dumps({"face_domain": {"source": str(tmp_path / "faces")}}))
+    card = json.loads((FIXTURE / "model_card.json").read_text())
+
+    def write_card(face_domain):
+        (tmp_path / "model_card.json").write_text(json.dumps({**card, "face_domain": face_domain}))
+
+    write_card({"source": str(tmp_path / "faces"), "faces": 12})
     assert in_sample_note(tmp_path, tmp_path / "faces")
     assert not in_sample_note(tmp_path, None) and not in_sample_note(tmp_path, tmp_path / "other")
-    (tmp_path / "model_card.json").write_text(json.dumps({"face_domain": {"source": "scikit-image lfw_subset"}}))
+    write_card({"source": "scikit-image lfw_subset", "faces": 100})
     assert in_sample_note(tmp_path, None)
     assert not in_sample_note(tmp_path / "absent", None)
+    write_card(None)  # a card from before make train recorded its faces: nothing to tell
+    assert not in_sample_note(tmp_path, None)
 
 
 # --- the report -----------------------------------------------------------------------------------------

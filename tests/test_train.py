@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edge.contract import InputContract
+from edge.model_card import read_model_card
 from shared_paths import ROOT
 from train.augment import augment
 from train.data import DatasetError, load_dataset
@@ -218,6 +219,10 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert not [n for n in names if n.startswith(".train-")]  # no staging folder left behind
     card = json.loads((models / "model_card.json").read_text())
     assert card["labels"] == ["cat", "dog", "owl"]
+    # Everything the readers of the card require is written (edge.model_card refuses a card without it).
+    read = read_model_card(models)
+    assert read.data.val_split == 0.4 and read.face_domain.faces == card["face_domain"]["faces"]
+    assert [str(p) for p in read.image_files("val")] == card["data"]["val_files"]  # absolute as written
     assert InputContract.from_dict(card["contract"]).input_size == 32
     assert set(card["metrics"]["validation"]) >= {"top1", "top5", "per_class_top1"}
     assert len(card["data"]["val_files"]) == 6 and len(card["data"]["train_files"]) == 9

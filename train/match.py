@@ -52,7 +52,8 @@ def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
     import numpy as np
 
     from benchmarks import labelled
-    from convert.files import MANIFEST_NAME, atomic_write_bytes, write_manifest
+    from convert.files import write_manifest
+    from edge.artifacts import MANIFEST_FILE, atomic_write_bytes
     from edge.traits import TERM_NAMES
 
     with np.load(gallery_path, allow_pickle=False) as data:
@@ -62,7 +63,7 @@ def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(gallery_path, buffer.getvalue())
-    if (gallery_path.parent / MANIFEST_NAME).is_file():
+    if (gallery_path.parent / MANIFEST_FILE).is_file():
         write_manifest(gallery_path.parent)  # its sha256 of gallery.npz would be stale
 
 
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     try:
         from benchmarks import labelled
-        from convert.files import atomic_write_json, check_writable
+        from convert.files import check_writable
+        from edge.artifacts import atomic_write_json
         from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
         from edge.faces import DetectorError, make_face_detector
         from edge.live import RunOptions, make_matcher

@@ -29,16 +29,14 @@ from typing import Any
 import numpy as np
 
 from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
-from edge.artifacts import KERAS_FILE
+from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, KERAS_FILE, LABELS_FILE, MODEL_CARD_FILE
+from edge.model_card import CARD_VERSION
 from edge.outputs import make_staging
 from edge.runtime import sha256_file
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, load_dataset, load_images
 from train.model import LOGIT_SCALE
-
-MODEL_FILE = KERAS_FILE
-CARD_VERSION = 1
 
 
 @dataclass
@@ -336,7 +334,7 @@ def publish(staging: Path, models_dir: Path) -> None:
     """Move finished artifacts into models/; the Keras model goes last, so a reader that finds it
     finds a complete set beside it."""
     models_dir.mkdir(parents=True, exist_ok=True)
-    entries = sorted(staging.iterdir(), key=lambda p: p.name == MODEL_FILE)
+    entries = sorted(staging.iterdir(), key=lambda p: p.name == KERAS_FILE)
     for entry in entries:
         target = models_dir / entry.name
         if entry.is_dir():
@@ -423,16 +421,16 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     models_dir.mkdir(parents=True, exist_ok=True)
     staging = make_staging(models_dir, ".train-")  # also removes those of runs that were killed
     try:
-        model.save(staging / MODEL_FILE)
-        (staging / "labels.txt").write_text("\n".join(contract.labels) + "\n")
+        model.save(staging / KERAS_FILE)
+        (staging / LABELS_FILE).write_text("\n".join(contract.labels) + "\n")
         # model_sha256 binds the gallery to this model: the device refuses it beside a .tflite converted
         # from another training run (its sidecar's source_model_sha256), instead of mixing the two.
-        np.savez(staging / "gallery.npz", labels=np.array(contract.labels), embeddings=gallery.astype(np.float32),
-                 model_sha256=np.array(sha256_file(staging / MODEL_FILE)), **face_domain.pop("arrays"), **pictures)
+        np.savez(staging / GALLERY_FILE, labels=np.array(contract.labels), embeddings=gallery.astype(np.float32),
+                 model_sha256=np.array(sha256_file(staging / KERAS_FILE)), **face_domain.pop("arrays"), **pictures)
         (staging / "history.json").write_text(json.dumps({"head": history}, indent=1))
         plot_history(history, staging / "training_curves.png")
         plot_confusion(np.asarray(metrics["confusion"]), contract.labels, staging / "confusion_matrix.png")
-        write_characters(dataset, shown, staging / "characters")
+        write_characters(dataset, shown, staging / CHARACTERS_DIR)
         if traits is not None:
             by_character: dict[str, list[str]] = {name: [] for name in contract.labels}
             for path, target in zip(dataset.train.files, dataset.train.targets):
@@ -448,11 +446,11 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
             "test_auc": {t: m.get("test_auc") for t, m in trait_head.metrics.get("traits", {}).items()},
             "licence": trait_head.metrics.get("licence"),
         }
-        (staging / "model_card.json").write_text(json.dumps(card, indent=1))
+        (staging / MODEL_CARD_FILE).write_text(json.dumps(card, indent=1))
         publish(staging, models_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"wrote {models_dir / MODEL_FILE} and its model card in {time.time() - started:.0f} s")
+    log(f"wrote {models_dir / KERAS_FILE} and its model card in {time.time() - started:.0f} s")
     return card
 
 
@@ -537,7 +535,7 @@ def face_calibration(config: TrainConfig, contract: InputContract, model) -> dic
 def _model_card(config, weights, dataset: Dataset, contract, metrics, target, separate_val, seconds) -> dict[str, Any]:
     return {
         "format_version": CARD_VERSION,
-        "model_file": MODEL_FILE,
+        "model_file": KERAS_FILE,
         "contract": contract.to_dict(),
         "labels": list(contract.labels),
         "architecture": {

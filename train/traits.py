@@ -90,8 +90,8 @@ class TraitHead:
     metrics: dict
 
     def save(self, path: Path) -> None:
-        """Atomic (``convert.files.atomic_write_bytes``): a reader never sees half a head."""
-        from convert.files import atomic_write_bytes
+        """Atomic (``edge.artifacts.atomic_write_bytes``): a reader never sees half a head."""
+        from edge.artifacts import atomic_write_bytes
 
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
