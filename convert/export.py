@@ -12,9 +12,7 @@ ops out of the graph.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import numpy as np
 
 from convert import ConvertError
 from edge.contract import OUTPUT_NAMES, InputContract
+from edge.quiet import fds_redirected
 from edge.runtime import interpreter_class
 
 SIGNATURE_KEY = "serving_default"
@@ -40,14 +39,10 @@ def native_output_captured() -> Iterator[Callable[[], str]]:
     """Send the converter's C++ log (stdout and stderr file descriptors) to a temporary file.
 
     The converter prints hundreds of lines nobody needs when it works; when it fails, the caller
-    asks for the tail of the log to put in the error message.
+    asks for the tail of the log to put in the error message. The redirection itself is
+    ``edge.quiet.fds_redirected``, the project's one owner of file-descriptor redirection.
     """
     with tempfile.TemporaryFile(mode="w+b") as log:
-        saved = [os.dup(1), os.dup(2)]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
 
         def tail(lines: int = 3) -> str:
             log.seek(0)
@@ -55,17 +50,9 @@ def native_output_captured() -> Iterator[Callable[[], str]]:
             interesting = [line for line in text if "error" in line.lower()] or text
             return " | ".join(interesting[-lines:])
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield tail
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+        with fds_redirected(log, fds=(1, 2)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield tail
 
 
 def export_saved_model(model, contract: InputContract, directory: Path) -> Path:
