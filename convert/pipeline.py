@@ -26,6 +26,7 @@ from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
 from edge.artifacts import tflite_name
 from edge.outputs import make_staging
+from edge.ranking import top_k_accuracy
 
 STAGING_PREFIX = ".convert-staging-"
 
@@ -265,8 +266,8 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
     reference = verify.keras_outputs(model, val_images)
     keras_row = {
         "size_bytes": source.keras_path.stat().st_size,
-        "top1": verify.top_k_accuracy(reference.probabilities, targets, 1),
-        "top5": verify.top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
+        "top1": top_k_accuracy(reference.probabilities, targets, 1),
+        "top5": top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
         "ms_per_image": reference.seconds_per_image * 1000.0,
         "noise_agreement": verify.noise_agreement(model, val_images, reference, config.seed),
     }

@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.ranking import top_k_indices
 from edge.runtime import ModelError, Prediction, Sidecar
 from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, person_terms, picture_terms
 
@@ -495,5 +496,5 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 def top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int, pictures: list[str | None] | None = None) -> list[Ranked]:
     if scores is None:
         return []
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = top_k_indices(scores, k)
     return [Ranked(labels[i], float(np.clip(scores[i], 0.0, 1.0)), pictures[i] if pictures else None) for i in order]
