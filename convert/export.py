@@ -7,7 +7,9 @@ but it leaves the outputs named ``output_0``/``output_1`` in an order of the con
 with named signature outputs the sidecar's output map is read off the file, never guessed.
 
 The batch size is fixed at 1: that is how the device runs the model, and it keeps dynamic-shape
-ops out of the graph.
+ops out of the graph. Everything here beyond TensorFlow's public API (the int8 recipe's calibrate-
+only conversion and MLIR quantizer, the interpreter's op and signature listings) goes through
+``convert.tf_private``, which says what each is for and which versions it was checked with.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from convert import ConvertError
+from convert import ConvertError, tf_private
 from edge.contract import OUTPUT_NAMES, InputContract
 from edge.quiet import fds_redirected
 from edge.runtime import interpreter_class
@@ -206,7 +208,7 @@ def calibrate(saved_model: Path, images: np.ndarray) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(images)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    tf_private.calibrate_only(converter)
     return _run(converter, "int8 (calibration)")
 
 
@@ -215,22 +217,15 @@ def quantize_calibrated(calibrated: bytes, recipe: Int8Recipe) -> bytes:
 
     TFLiteConverter has no public switch for keeping chosen ops float; this is the route TF's own
     QuantizationDebugger takes for its "denylisted" (kept float) nodes: a calibrate-only
-    conversion, then the MLIR quantizer with a denylist of op output names.
+    conversion, then the MLIR quantizer with a denylist of op output names (both private API,
+    see ``convert.tf_private``).
     """
     import tensorflow as tf
-    from tensorflow.lite.python import convert as tflite_convert
 
     float_nodes = float_node_names(calibrated, recipe)
     with native_output_captured() as log_tail:
         try:
-            return bytes(
-                tflite_convert.mlir_quantize(
-                    calibrated,
-                    input_data_type=tf.uint8,
-                    output_data_type=tf.float32 if recipe.float_head else tf.uint8,
-                    denylisted_nodes=float_nodes or None,
-                )
-            )
+            return tf_private.mlir_quantize(calibrated, tf.uint8, tf.float32 if recipe.float_head else tf.uint8, float_nodes)
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ConversionFailed(f"quantizing the int8 variant failed: {message} ({log_tail()})") from exc
@@ -241,7 +236,7 @@ def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
     cls, _ = interpreter_class()
     interpreter = cls(model_content=calibrated)
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()  # no public API lists ops with their tensors
+    ops = tf_private.ops_details(interpreter)  # no public API lists ops with their tensors
     chosen: list[str] = []
     if recipe.float_head:
         chosen += [names[i] for i in head_outputs(ops, interpreter)]
@@ -320,7 +315,7 @@ def _count_ops(interpreter) -> tuple[int, int]:
     """(all ops, ops whose output is an integer tensor), ignoring the (de)quantize glue."""
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
     try:
-        ops = [o for o in interpreter._get_ops_details() if o["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+        ops = [o for o in tf_private.ops_details(interpreter) if o["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
     except AttributeError:  # an interpreter without the (private) op listing
         return 0, 0
     integer = [o for o in ops if o["outputs"] and np.issubdtype(dtypes[o["outputs"][0]], np.integer)]
@@ -330,9 +325,8 @@ def _count_ops(interpreter) -> tuple[int, int]:
 def outputs_by_signature(interpreter, position: dict[int, int], names=OUTPUT_NAMES) -> dict[str, int] | None:
     """The serving signature names each output tensor; map the names to output positions."""
     try:
-        signatures = interpreter._get_full_signature_list()  # public get_signature_list() omits indices
-        named = signatures[SIGNATURE_KEY]["outputs"]
-        return {name: position[int(named[name])] for name in names}
+        named = tf_private.signature_outputs(interpreter, SIGNATURE_KEY)  # public get_signature_list() omits indices
+        return {name: position[named[name]] for name in names}
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 
