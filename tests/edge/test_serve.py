@@ -28,6 +28,26 @@ def serve_args(models: Path, clip: Path, *extra) -> list:
     return [clip, "--models", models, "--full-frame", *extra]
 
 
+def test_latest_face_is_the_json_record_plus_what_the_page_shows():
+    from edge.matcher import Lookalike, Ranked
+    from edge.overlay import display_name
+    from edge.pipeline import FaceResult
+    from edge.records import face_record
+    from edge.serve import face_summary
+
+    top = [Ranked("teacher", 0.561234, "teacher/a.png"), Ranked("white_hair_person", 0.3)]
+    face = FaceResult((np.int64(10), 20, 30, 40), 7,
+                      Lookalike(top, top[::-1], top, "gallery", ["glasses", "white_hair"], ["glasses", "white_hair"],
+                                {"glasses": 0.9}), True, None)
+    record, summary = face_record(face), face_summary(face)
+    assert {k: v for k, v in summary.items() if k in record and k != "top"} == {k: v for k, v in record.items() if k != "top"}
+    assert [{k: t[k] for k in ("label", "score")} for t in summary["top"]] == record["top"]
+    assert [t["name"] for t in summary["top"]] == [display_name("teacher"), display_name("white_hair_person")]
+    assert summary["lookalike"] == "teacher" and summary["name"] == display_name("teacher")
+    assert summary["why"] == ["glasses", "white_hair"] and summary["why_text"] == "glasses, grey hair"
+    assert summary["box"] == [10, 20, 30, 40] and json.loads(json.dumps(summary)) == summary
+
+
 def test_page_stream_and_latest_result(tiny_models, drawing_clip):
     labels = (tiny_models / "labels.txt").read_text().split()
     with served(serve_args(tiny_models, drawing_clip)) as server:
