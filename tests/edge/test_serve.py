@@ -15,7 +15,8 @@ from edge.overlay import CharacterPictures
 from edge.serve import LiveView, ServeError, ServeOptions, check_access
 from edge.sources import Frame, FrameSource, SourceError
 from edge_helpers import one_error_line
-from serve_helpers import drawing_video, mjpeg_frames, served
+from benchmarks.serve_client import Viewer, mjpeg_frames, served
+from serve_helpers import drawing_video
 from shared_paths import ROOT
 
 
@@ -63,6 +64,9 @@ def test_page_stream_and_latest_result(tiny_models, drawing_clip):
         frames = mjpeg_frames(server.url("/stream.mjpg"), 3)
         assert len(frames) == 3 and all(f[:2] == b"\xff\xd8" and f[-2:] == b"\xff\xd9" for f in frames)
         assert len(set(frames)) == 3  # the picture moves: three different frames, not one resent
+        viewer = Viewer(server.url("/stream.mjpg"))  # the live-view benchmark's frame-counting client
+        viewer.start()
+        server.wait_for(lambda r: viewer.frames >= 2, timeout=20)
         status, headers, jpeg = server.get("/frame.jpg")
         assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
         status, headers, png = server.get(f"/picture?label={face['lookalike']}")
