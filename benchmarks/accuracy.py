@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge.ranking import in_top_k
 from edge.runtime import LookalikeModel
 
 TOP_K = 5
@@ -40,10 +41,8 @@ def score(probabilities: np.ndarray, truth: np.ndarray, labels: tuple[str, ...])
     predicted = probabilities.argmax(axis=1)
     # uint8 outputs move in steps of 1/256, so several classes can share the top probability.
     ties = int(((probabilities == probabilities.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
-    k = min(TOP_K, classes)
-    # argpartition finds the k best without a full sort; ties do not matter for a membership test.
-    top_k = np.argpartition(-probabilities, k - 1, axis=1)[:, :k]
-    in_top_k = (top_k == truth[:, None]).any(axis=1)
+    # Ties at the k-th place go to the lower class index, as everywhere (edge.ranking).
+    in_top = in_top_k(probabilities, truth, TOP_K)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (truth, predicted), 1)
     per_class: dict[str, float | None] = {}
@@ -53,7 +52,7 @@ def score(probabilities: np.ndarray, truth: np.ndarray, labels: tuple[str, ...])
     present = [v for v in per_class.values() if v is not None]
     return AccuracyResult(
         top1=float((predicted == truth).mean()),
-        top5=float(in_top_k.mean()),
+        top5=float(in_top.mean()),
         macro=float(np.mean(present)) if present else float("nan"),
         per_class=per_class,
         confusion=confusion,

@@ -460,35 +460,3 @@ def measure_sense(config: FacesConfig, face_set: FaceSet, per_face: list[dict[st
         if traits is not None:
             entry["traits"] = sorted(traits)
     return sense_section(per_face, rankings, face_traits, characters, f"{face_file} and {character_file}"), notes
-
-
-# --- the chart ----------------------------------------------------------------------------------------
-
-def top1_counts_figure(plt: Any, report: dict[str, Any]) -> Any | None:
-    """Bars: how many faces got each character as their top-1 answer, per ranking (Matplotlib figure)."""
-    faces = report.get("faces") or {}
-    rankings = faces.get("rankings") or {}
-    if not rankings:
-        return None
-    names = [n for n in RANKINGS if n in rankings]
-    tallest = max(len(rankings[n]["variety"]["counts"]) for n in names)
-    figure, axes_list = plt.subplots(1, len(names), figsize=(4.2 * len(names), 1.4 + 0.2 * tallest),
-                                     squeeze=False, sharex=True)
-    for axes, name in zip(axes_list[0], names):
-        counts = rankings[name]["variety"]["counts"]
-        # Most frequent at the top, every panel with the same slots, so bars compare across panels.
-        positions = [tallest - 1 - i for i in range(len(counts))]
-        color = "#d62728" if name == faces.get("primary") else "#1f77b4"
-        axes.barh(positions, list(counts.values()), color=color)
-        axes.set_yticks(positions, list(counts), fontsize=7)
-        axes.set_ylim(-0.6, tallest - 0.4)
-        axes.axvline(GOAL_MOST_FREQUENT_SHARE * faces["faces"], color="black", linestyle="--", linewidth=1,
-                     label=f"goal: at most {GOAL_MOST_FREQUENT_SHARE:.0%} of faces")
-        shown = " (shown on the device)" if name == faces.get("primary") else ""
-        axes.set_title(f"{name}{shown}: {len(counts)} characters", fontsize=9)
-        axes.set_xlabel("faces with this top-1 answer")
-        axes.grid(axis="x", alpha=0.3)
-        axes.legend(fontsize=7, loc="lower right")
-    figure.suptitle(f"Top-1 answers for {faces['faces']} real faces ({faces.get('model', '')})")
-    figure.tight_layout()
-    return figure

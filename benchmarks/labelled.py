@@ -31,6 +31,7 @@ from edge.contract import crop_face, read_rgb
 from edge.face_traits import FACE_TRAITS, LabelledFaces, roc_auc
 from edge.faces import FaceDetector
 from edge.matcher import GalleryScoring, LookalikeMatcher
+from edge.ranking import top_k_indices
 from edge.runtime import LookalikeModel
 from edge.traits import CHARACTER_TRAITS, MATCHED_BY, TERM_NAMES, person_terms
 
@@ -117,7 +118,7 @@ def rank(run: FaceRun, gallery: GalleryScoring, weights: np.ndarray | None, k: i
     bonus, chosen = gallery.pictures.choose_many(run.picture_similarities, person, weights, gallery.temperature,
                                                  len(run.similarities))
     logits = run.similarities / gallery.temperature + bonus
-    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    top = top_k_indices(logits, k)
     return Ranking(top, chosen)
 
 

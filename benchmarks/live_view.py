@@ -21,70 +21,20 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import socket
-import urllib.parse
 from pathlib import Path
 
 from benchmarks.machine import machine_info
-from edge.serve import BOUNDARY
+from benchmarks.serve_client import Viewer, start_serve
 from edge.artifacts import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) frames in ([\d.]+) s \(([\d.]+) FPS.*peak RSS (\d+) MB")
 
 
-class Viewer(threading.Thread):
-    """An MJPEG client that reads the stream as fast as it comes and counts the frames. It reads
-    raw blocks (no parsing per line), so that the viewers, which share this machine with the
-    camera loop here but would sit on other machines in use, cost as little as they can."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        parts = urllib.parse.urlsplit(url)
-        self.address = (parts.hostname, parts.port)
-        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
-        self.frames = 0
-        self.started = self.ended = 0.0
-
-    def run(self) -> None:
-        marker = b"--" + BOUNDARY.encode("ascii")
-        tail = b""
-        try:
-            with socket.create_connection(self.address, timeout=30) as sock:
-                sock.sendall(f"GET {self.path} HTTP/1.1\r\nHost: viewer\r\n\r\n".encode("ascii"))
-                self.started = time.perf_counter()
-                while True:
-                    block = sock.recv(1 << 16)
-                    if not block:
-                        break
-                    data = tail + block
-                    found = data.count(marker)
-                    if found:
-                        self.frames += found
-                        self.ended = time.perf_counter()
-                    tail = data[-len(marker):]
-        except OSError:
-            pass
-
-    @property
-    def fps(self) -> float:
-        return max(0, self.frames - 1) / (self.ended - self.started) if self.ended > self.started else 0.0
-
-
 def serve(args: list[str], env_state: Path) -> tuple[subprocess.Popen, str]:
-    import os
-
-    command = [sys.executable, "-m", "edge", "--serve", "--port", "0", *args]
-    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "LOOKALIKE_STATE": str(env_state)})
-    while True:
-        line = process.stderr.readline()
-        if not line:
-            raise RuntimeError(f"--serve did not start: {process.stderr.read()}")
-        if line.startswith("live view: "):
-            return process, line.split("live view: ", 1)[1].strip()
+    process, url, _ = start_serve(args, {"LOOKALIKE_STATE": str(env_state)})
+    return process, url
 
 
 def loop_run(video: Path, models: Path, variant: str, viewers: int, state: Path) -> dict:

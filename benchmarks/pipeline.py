@@ -1,16 +1,23 @@
 """The whole camera loop on a recorded 640x480 video: FPS and milliseconds per stage.
 
-This runs edge's own loop (``edge.live.run``) headless, exactly as ``python -m edge VIDEO
---no-window --json FILE`` would, and reads the per-frame stage timings from its JSON lines. Without
-``--video`` the video is edge's test video (``edge.video.write_test_video``: a face photo moving
-over a plain background). Headless means no drawing: the draw and output stages read 0. It is
-kept apart from the model benchmark: when edge, its test video or a face photo is not available,
-the section is skipped with a note and everything else still runs.
+This runs the device's own command, ``python -m edge VIDEO --no-window --json FILE --max-frames N``,
+in a child process (as on the device: not beside the benchmark's TensorFlow and 100 MB of decoded
+images), reads the per-frame stage timings and answers from the JSON lines it writes
+(``edge.records``), and its FPS from the summary line it prints when it ends. Without ``--video``
+the video is edge's test video (``edge.video.write_test_video``: a face photo moving over a plain
+background). Headless means no drawing: the draw and output stages read 0. It is kept apart from
+the model benchmark: when edge, its test video or a face photo is not available, or the camera loop
+fails, the section is skipped with a note and everything else still runs.
 """
 from __future__ import annotations
 
+import collections
 import importlib
 import json
+import os
+import re
+import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +31,9 @@ from edge.runtime import VARIANTS, model_path
 
 PREFERRED_VARIANT = "int8"  # what the device runs
 VIDEO_SIZE = (640, 480)
+ROOT = Path(__file__).resolve().parents[1]
+# edge.runstats.RunSummary.describe(): "12 frames in 0.4 s (29.5 FPS, ..."
+SUMMARY_LINE = re.compile(r"^(\d+) frames? in ([\d.]+) s \(([\d.]+) FPS")
 
 
 @dataclass(frozen=True)
@@ -101,53 +111,59 @@ def stage_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def measure_pipeline_in_child(config: PipelineConfig) -> dict[str, Any]:
-    """The pipeline in a fresh process, as on the device: not beside the parent's TensorFlow and
-    100 MB of decoded images. An error in edge's loop becomes a skipped section with its message."""
-    from benchmarks.latency import ProbeFailed, run_probe
-
+    """The pipeline section, or {'skipped': reason} when turned off. The camera loop runs as its own
+    process (``python -m edge``), so nothing of this process's memory or threads is counted."""
     if not config.enabled:
         return {"skipped": "turned off with --no-pipeline"}
-    request = {"mode": "pipeline", "models": [], "config": {
-        "models_dir": str(config.models_dir), "video": str(config.video) if config.video else None,
-        "frames": config.frames, "detector": config.detector, "face": str(config.face) if config.face else None,
-        "threads": config.threads,
-    }}
-    try:
-        return run_probe(request)
-    except ProbeFailed as exc:
-        return {"skipped": f"edge's camera loop failed: {exc}"}
+    return measure_pipeline(config)
 
 
-def config_from_request(data: dict[str, Any]) -> PipelineConfig:
-    return PipelineConfig(
-        models_dir=Path(data["models_dir"]),
-        video=Path(data["video"]) if data.get("video") else None,
-        frames=int(data["frames"]),
-        detector=data.get("detector") or "auto",
-        face=Path(data["face"]) if data.get("face") else None,
-        threads=int(data.get("threads", 1)),
-    )
+def edge_command(config: PipelineConfig, variant: str, video: Path, records: Path) -> list[str]:
+    """The device's command line for a headless, timed run over ``video``."""
+    command = [sys.executable, "-m", "edge", str(video), "--models", str(config.models_dir), "--variant", variant,
+               "--threads", str(config.threads), "--no-window", "--json", str(records),
+               "--max-frames", str(config.frames)]
+    if config.detector:
+        command += ["--detector", str(config.detector)]
+    return command
+
+
+def run_edge(command: list[str]) -> tuple[float | None, str]:
+    """Run ``python -m edge``: (its FPS, "") or (None, why it failed: its last error line)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    fps = None
+    with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
+        for line in child.stderr:
+            found = SUMMARY_LINE.match(line)
+            if found:
+                fps = float(found[3])
+            elif line.strip():
+                tail.append(line.rstrip())
+        code = child.wait()
+    if code != 0 or fps is None:
+        errors = [line for line in tail if line.startswith("error:")]
+        return None, (errors or list(tail) or [f"exit status {code}"])[-1]
+    return fps, ""
 
 
 def measure_pipeline(config: PipelineConfig) -> dict[str, Any]:
     """Run edge's camera loop on the video; {'skipped': reason} when edge or a video is missing."""
-    run = _edge_attr("edge.live", "run")
-    options_class = _edge_attr("edge.live", "RunOptions")
-    if run is None or options_class is None:
-        return {"skipped": "edge provides no camera loop (edge.live.run) in this checkout"}
+    if _edge_attr("edge.cli", "main") is None:
+        return {"skipped": "edge provides no camera loop (python -m edge) in this checkout"}
     variant = next((v for v in (PREFERRED_VARIANT,) + VARIANTS if model_path(config.models_dir, v).is_file()), None)
+    if variant is None:
+        return {"skipped": f"no converted model in {config.models_dir}"}
     with tempfile.TemporaryDirectory(prefix="benchmark-pipeline-") as tmp:
         video = config.video if config.video is not None else write_test_video(Path(tmp), config.frames, config.face)
         if isinstance(video, str):
             return {"skipped": video}
         size = frame_size(video)
         records_path = Path(tmp) / "frames.jsonl"
-        options = options_class(
-            source=str(video), models=config.models_dir, variant=variant, threads=config.threads,
-            detector=config.detector, show_window=False, json_path=records_path,
-            max_frames=config.frames, quiet=True,
-        )
-        summary = run(options)
+        fps, failure = run_edge(edge_command(config, variant, video, records_path))
+        if fps is None:
+            return {"skipped": f"edge's camera loop failed: {failure}"}
         records = [json.loads(line) for line in records_path.read_text().splitlines() if line.strip()]
     frames = [r for r in records if "error" not in r]
     if not frames:
@@ -158,12 +174,12 @@ def measure_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "model": model_path(config.models_dir, variant).name,
         "threads": config.threads,
         "detector": describe_detector(make_face_detector(config.detector), config.detector),
-        "frames": summary.frames,
-        "fps": summary.fps,
+        "frames": len(frames),
+        "fps": fps,
         "detected_frames": sum(1 for r in frames if r.get("detected")),
         "classified_frames": sum(1 for r in frames if r.get("classified")),
-        "frames_with_faces": summary.frames_with_faces,
-        "dropped_frames": summary.dropped,
+        "frames_with_faces": sum(1 for r in frames if r.get("faces")),
+        "dropped_frames": len(records) - len(frames),
         "stages_ms": stage_summary(frames),
         "answers": answer_changes(frames),
     }

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.artifacts import VARIANT_TABLE, atomic_write_bytes
-from benchmarks.faces import top1_counts_figure
+from benchmarks.faces import GOAL_MOST_FREQUENT_SHARE, RANKINGS
 
 COLORS = {"keras": "#4c4c4c", **{v.name: v.colour for v in VARIANT_TABLE}, "reference": "#9467bd"}
 
@@ -140,6 +140,36 @@ def confusion_matrix(plt: Any, report: dict[str, Any]) -> Any | None:
     axes.set_ylabel("true")
     axes.set_title("Confusion matrix, int8 (rows normalised)")
     figure.colorbar(image, ax=axes, fraction=0.03)
+    return figure
+
+
+def top1_counts_figure(plt: Any, report: dict[str, Any]) -> Any | None:
+    """Bars: how many faces got each character as their top-1 answer, per ranking (Matplotlib figure)."""
+    faces = report.get("faces") or {}
+    rankings = faces.get("rankings") or {}
+    if not rankings:
+        return None
+    names = [n for n in RANKINGS if n in rankings]
+    tallest = max(len(rankings[n]["variety"]["counts"]) for n in names)
+    figure, axes_list = plt.subplots(1, len(names), figsize=(4.2 * len(names), 1.4 + 0.2 * tallest),
+                                     squeeze=False, sharex=True)
+    for axes, name in zip(axes_list[0], names):
+        counts = rankings[name]["variety"]["counts"]
+        # Most frequent at the top, every panel with the same slots, so bars compare across panels.
+        positions = [tallest - 1 - i for i in range(len(counts))]
+        color = "#d62728" if name == faces.get("primary") else "#1f77b4"
+        axes.barh(positions, list(counts.values()), color=color)
+        axes.set_yticks(positions, list(counts), fontsize=7)
+        axes.set_ylim(-0.6, tallest - 0.4)
+        axes.axvline(GOAL_MOST_FREQUENT_SHARE * faces["faces"], color="black", linestyle="--", linewidth=1,
+                     label=f"goal: at most {GOAL_MOST_FREQUENT_SHARE:.0%} of faces")
+        shown = " (shown on the device)" if name == faces.get("primary") else ""
+        axes.set_title(f"{name}{shown}: {len(counts)} characters", fontsize=9)
+        axes.set_xlabel("faces with this top-1 answer")
+        axes.grid(axis="x", alpha=0.3)
+        axes.legend(fontsize=7, loc="lower right")
+    figure.suptitle(f"Top-1 answers for {faces['faces']} real faces ({faces.get('model', '')})")
+    figure.tight_layout()
     return figure
 
 

@@ -1,5 +1,6 @@
-"""The measuring child process: latency samples, load time and peak memory, away from the parent
-(and the camera pipeline, see ``benchmarks.pipeline``).
+"""The measuring child process: latency samples, load time and peak memory, away from the parent.
+(The camera pipeline is measured by the device's own command, ``python -m edge``: see
+``benchmarks.pipeline``.)
 
 Why a child process: the thread count of TensorFlow is fixed once per process; peak memory
 (``VmHWM``) is per process, so a variant's memory can only be told apart from the others' and from
@@ -193,10 +194,6 @@ def measure_latency(
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
-    if request.get("mode") == "pipeline":
-        from benchmarks.pipeline import config_from_request, measure_pipeline
-
-        return measure_pipeline(config_from_request(request["config"]))
     threads = int(request["threads"])
     entries = [ModelEntry.from_dict(item) for item in request["models"]]
     result: dict[str, Any] = {"threads": threads, "memory": {}, "samples_ms": {}}

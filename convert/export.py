@@ -7,14 +7,14 @@ but it leaves the outputs named ``output_0``/``output_1`` in an order of the con
 with named signature outputs the sidecar's output map is read off the file, never guessed.
 
 The batch size is fixed at 1: that is how the device runs the model, and it keeps dynamic-shape
-ops out of the graph.
+ops out of the graph. Everything here beyond TensorFlow's public API (the int8 recipe's calibrate-
+only conversion and MLIR quantizer, the interpreter's op and signature listings) goes through
+``convert.tf_private``, which says what each is for and which versions it was checked with.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -23,8 +23,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from convert import ConvertError
+from convert import ConvertError, tf_private
 from edge.contract import OUTPUT_NAMES, InputContract
+from edge.quiet import fds_redirected
 from edge.runtime import interpreter_class
 
 SIGNATURE_KEY = "serving_default"
@@ -40,14 +41,10 @@ def native_output_captured() -> Iterator[Callable[[], str]]:
     """Send the converter's C++ log (stdout and stderr file descriptors) to a temporary file.
 
     The converter prints hundreds of lines nobody needs when it works; when it fails, the caller
-    asks for the tail of the log to put in the error message.
+    asks for the tail of the log to put in the error message. The redirection itself is
+    ``edge.quiet.fds_redirected``, the project's one owner of file-descriptor redirection.
     """
     with tempfile.TemporaryFile(mode="w+b") as log:
-        saved = [os.dup(1), os.dup(2)]
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
 
         def tail(lines: int = 3) -> str:
             log.seek(0)
@@ -55,17 +52,9 @@ def native_output_captured() -> Iterator[Callable[[], str]]:
             interesting = [line for line in text if "error" in line.lower()] or text
             return " | ".join(interesting[-lines:])
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield tail
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
+        with fds_redirected(log, fds=(1, 2)), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield tail
 
 
 def export_saved_model(model, contract: InputContract, directory: Path) -> Path:
@@ -219,7 +208,7 @@ def calibrate(saved_model: Path, images: np.ndarray) -> bytes:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset(images)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    tf_private.calibrate_only(converter)
     return _run(converter, "int8 (calibration)")
 
 
@@ -228,22 +217,15 @@ def quantize_calibrated(calibrated: bytes, recipe: Int8Recipe) -> bytes:
 
     TFLiteConverter has no public switch for keeping chosen ops float; this is the route TF's own
     QuantizationDebugger takes for its "denylisted" (kept float) nodes: a calibrate-only
-    conversion, then the MLIR quantizer with a denylist of op output names.
+    conversion, then the MLIR quantizer with a denylist of op output names (both private API,
+    see ``convert.tf_private``).
     """
     import tensorflow as tf
-    from tensorflow.lite.python import convert as tflite_convert
 
     float_nodes = float_node_names(calibrated, recipe)
     with native_output_captured() as log_tail:
         try:
-            return bytes(
-                tflite_convert.mlir_quantize(
-                    calibrated,
-                    input_data_type=tf.uint8,
-                    output_data_type=tf.float32 if recipe.float_head else tf.uint8,
-                    denylisted_nodes=float_nodes or None,
-                )
-            )
+            return tf_private.mlir_quantize(calibrated, tf.uint8, tf.float32 if recipe.float_head else tf.uint8, float_nodes)
         except Exception as exc:
             message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ConversionFailed(f"quantizing the int8 variant failed: {message} ({log_tail()})") from exc
@@ -254,7 +236,7 @@ def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
     cls, _ = interpreter_class()
     interpreter = cls(model_content=calibrated)
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    ops = interpreter._get_ops_details()  # no public API lists ops with their tensors
+    ops = tf_private.ops_details(interpreter)  # no public API lists ops with their tensors
     chosen: list[str] = []
     if recipe.float_head:
         chosen += [names[i] for i in head_outputs(ops, interpreter)]
@@ -333,7 +315,7 @@ def _count_ops(interpreter) -> tuple[int, int]:
     """(all ops, ops whose output is an integer tensor), ignoring the (de)quantize glue."""
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in interpreter.get_tensor_details()}
     try:
-        ops = [o for o in interpreter._get_ops_details() if o["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
+        ops = [o for o in tf_private.ops_details(interpreter) if o["op_name"] not in ("QUANTIZE", "DEQUANTIZE")]
     except AttributeError:  # an interpreter without the (private) op listing
         return 0, 0
     integer = [o for o in ops if o["outputs"] and np.issubdtype(dtypes[o["outputs"][0]], np.integer)]
@@ -343,9 +325,8 @@ def _count_ops(interpreter) -> tuple[int, int]:
 def outputs_by_signature(interpreter, position: dict[int, int], names=OUTPUT_NAMES) -> dict[str, int] | None:
     """The serving signature names each output tensor; map the names to output positions."""
     try:
-        signatures = interpreter._get_full_signature_list()  # public get_signature_list() omits indices
-        named = signatures[SIGNATURE_KEY]["outputs"]
-        return {name: position[int(named[name])] for name in names}
+        named = tf_private.signature_outputs(interpreter, SIGNATURE_KEY)  # public get_signature_list() omits indices
+        return {name: position[named[name]] for name in names}
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
 

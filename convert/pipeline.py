@@ -23,9 +23,11 @@ import numpy as np
 from convert import ConvertError
 from convert import dataset as ds
 from convert import export, files, source as src, verify
-from edge.runtime import SIDECAR_VERSION, VARIANTS, sha256_file
+from edge.runtime import SIDECAR_VERSION, VARIANTS, ModelError, sha256_file
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, REPORT_FILE, atomic_write_bytes, atomic_write_json, tflite_name
+from edge.matcher import gallery_classes, read_gallery_file
 from edge.outputs import make_staging
+from edge.ranking import top_k_accuracy
 
 STAGING_PREFIX = ".convert-staging-"
 
@@ -196,11 +198,9 @@ def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path) as data:
-            names = [str(v) for v in data["labels"]]
-            embeddings = np.asarray(data["embeddings"], dtype=np.float32)
-    except (OSError, KeyError, ValueError) as exc:
-        ds.warn(f"{path} cannot be read ({exc}); the gallery check is skipped")
+        names, embeddings = gallery_classes(read_gallery_file(path), path)  # the device's reader
+    except ModelError as exc:
+        ds.warn(f"{path} cannot be read ({exc.__cause__ or exc}); the gallery check is skipped")
         return None
     if tuple(names) != tuple(labels):
         ds.warn(f"{path} labels do not match the model's; the gallery check is skipped")
@@ -266,8 +266,8 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
     reference = verify.keras_outputs(model, val_images)
     keras_row = {
         "size_bytes": source.keras_path.stat().st_size,
-        "top1": verify.top_k_accuracy(reference.probabilities, targets, 1),
-        "top5": verify.top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
+        "top1": top_k_accuracy(reference.probabilities, targets, 1),
+        "top5": top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
         "ms_per_image": reference.seconds_per_image * 1000.0,
         "noise_agreement": verify.noise_agreement(model, val_images, reference, config.seed),
     }

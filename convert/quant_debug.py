@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from convert import ConvertError, export  # noqa: E402
+from convert import ConvertError, export, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
 from convert import source as src  # noqa: E402
 from edge.runtime import interpreter_class  # noqa: E402
@@ -84,7 +84,7 @@ def backbone_blocks(calibrated: bytes) -> list[str]:
     interpreter = cls(model_content=calibrated)
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
     blocks: list[str] = []
-    for op in interpreter._get_ops_details():
+    for op in tf_private.ops_details(interpreter):
         match = BLOCK_PATTERN.search(names[op["outputs"][0]].split(";")[0])
         if match and match.group(1) not in blocks:
             blocks.append(match.group(1))
@@ -98,9 +98,7 @@ def layer_statistics(saved_model: Path, rep: np.ndarray, images: np.ndarray, out
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = export.representative_dataset(rep)
     with export.native_output_captured():
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=export.representative_dataset(images)
-        )
+        debugger = tf_private.quantization_debugger(converter, export.representative_dataset(images))
         debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from edge.artifacts import VARIANT_TABLE, variant_info
+from edge.ranking import top_k_accuracy
 from edge.runtime import LookalikeModel
 
 # Top-1 agreement with Keras below which a variant is flagged: the variant table's own value for the
@@ -117,12 +118,6 @@ def trait_agreement(outputs: Outputs, reference: Outputs, thresholds) -> tuple[f
     limits = np.asarray(thresholds, dtype=np.float32)
     same = (outputs.traits >= limits) == (reference.traits >= limits)
     return float(same.mean()), float(np.abs(outputs.traits - reference.traits).max())
-
-
-def top_k_accuracy(probabilities: np.ndarray, targets: np.ndarray, k: int) -> float:
-    k = min(k, probabilities.shape[1])
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(best == targets[:, None], axis=1)))
 
 
 def tied_top(probabilities: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 from edge.contract import read_rgb
 from edge.enrolment import embed_picture, store_picture
 from edge.matcher import unit_rows
+from edge.ranking import top_k_indices
 from edge.runtime import VARIANTS, LookalikeModel, ModelError, model_path
 from edge.artifacts import IMAGE_SUFFIXES
 from edge.state import EnrolledCharacter, StateError, StateFolder, check_name, warn
@@ -167,7 +168,7 @@ def _closest(model: LookalikeModel, row: np.ndarray, name: str) -> str:
         row = row - gallery.character_mean
     query = unit_rows(row[None, :])[0]
     similarity = rows @ query
-    order = np.argsort(-similarity)[:3]
+    order = top_k_indices(similarity, 3)
     near = ", ".join(f"{gallery.labels[i]} {similarity[i]:.2f}" for i in order if gallery.labels[i] != name)
     return f"closest trained characters (cosine similarity): {near}"
 

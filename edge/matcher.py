@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.ranking import top_k_indices
 from edge.runtime import ModelError, Prediction, Sidecar
 from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, person_terms, picture_terms
 
@@ -381,16 +382,8 @@ def load_gallery(tflite_path: str | Path, sidecar: Sidecar, embedding_dim: int) 
     path = sidecar.beside(sidecar.gallery)
     if not path.is_file():
         raise ModelError(f"{path} (named by {sidecar.path.name}) is missing: copy it with the model, or run 'make train' and 'make convert'")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelError(f"{path} is not a readable gallery ({exc}): run 'make train' and 'make convert' again") from exc
-    try:
-        labels = tuple(str(v) for v in arrays["labels"])
-        embeddings = np.asarray(arrays["embeddings"], dtype=np.float32)
-    except KeyError as exc:
-        raise ModelError(f"{path} has no {exc.args[0]!r} array: run 'make train' again") from exc
+    arrays = read_gallery_file(path)
+    labels, embeddings = gallery_classes(arrays, path)
     check_generation(arrays, sidecar, path, tflite_path)
     if embeddings.ndim != 2 or embeddings.shape != (len(labels), embedding_dim):
         raise ModelError(
@@ -411,6 +404,30 @@ def load_gallery(tflite_path: str | Path, sidecar: Sidecar, embedding_dim: int) 
     scoring.pictures = _picture_set(arrays, scoring, embedding_dim, path)
     scoring.trait_weights = _trait_weights(arrays, path)
     return scoring
+
+
+def read_gallery_file(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a ``gallery.npz``, read without pickles: the project's one reader of the file
+    (the device's ``load_gallery``, convert's gallery check, ``train.match`` rewriting its weights).
+    Raises ModelError, naming the file, when it cannot be read."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelError(f"{path} is not a readable gallery ({exc}): run 'make train' and 'make convert' again") from exc
+
+
+def gallery_classes(arrays: dict[str, np.ndarray], path: str | Path) -> tuple[tuple[str, ...], np.ndarray]:
+    """The arrays every gallery has: ``labels`` (G,) and ``embeddings`` (G, D) as float32."""
+    try:
+        labels = tuple(str(v) for v in arrays["labels"])
+        embeddings = np.asarray(arrays["embeddings"], dtype=np.float32)
+    except KeyError as exc:
+        raise ModelError(f"{path} has no {exc.args[0]!r} array: run 'make train' again") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path} holds embeddings that are not numbers ({exc}): run 'make train' again") from exc
+    return labels, embeddings
 
 
 def check_generation(arrays: dict, sidecar: Sidecar, path: Path, tflite_path: str | Path) -> None:
@@ -495,5 +512,5 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 def top_k(labels: tuple[str, ...], scores: np.ndarray | None, k: int, pictures: list[str | None] | None = None) -> list[Ranked]:
     if scores is None:
         return []
-    order = np.argsort(-scores, kind="stable")[:k]
+    order = top_k_indices(scores, k)
     return [Ranked(labels[i], float(np.clip(scores[i], 0.0, 1.0)), pictures[i] if pictures else None) for i in order]

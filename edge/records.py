@@ -7,12 +7,14 @@ from edge.pipeline import FaceResult, FrameResult
 
 
 def face_record(face: FaceResult) -> dict[str, Any]:
+    """One face as JSON: the ``--json`` lines carry it as it is, and the live view's ``/api/latest``
+    builds on it (``edge.serve.face_summary`` adds the names the page shows)."""
     def ranked(rows):
         return [{"label": r.label, "score": round(r.score, 4)} for r in rows]
 
     best = face.lookalike.best
     return {
-        "box": list(face.box),
+        "box": [int(v) for v in face.box],
         "track": face.track_id,
         "fresh": face.fresh,
         "method": face.lookalike.method,

@@ -38,6 +38,7 @@ import numpy as np
 
 from edge.overlay import CharacterPictures, display_name, draw_frame, why_text
 from edge.pipeline import FaceResult
+from edge.records import face_record
 
 BOUNDARY = "lookalikeframe"
 
@@ -221,18 +222,17 @@ class LiveView:
 
 
 def face_summary(face: FaceResult) -> dict[str, Any]:
-    lookalike = face.lookalike
-    best = lookalike.best
+    """One face for /api/latest: the ``--json`` record (``edge.records.face_record``, same fields and
+    meanings) plus what the page shows: ``lookalike`` and its display ``name``, a ``name`` in each
+    ``top`` entry, and ``why_text`` ("glasses, grey hair")."""
+    record = face_record(face)
+    best = face.lookalike.best
     return {
-        "box": [int(v) for v in face.box],
-        "track": face.track_id,
+        **record,
         "lookalike": best.label if best else None,
         "name": display_name(best.label) if best else None,
-        "picture": best.picture if best else None,
-        "top": [{"label": r.label, "name": display_name(r.label), "score": round(r.score, 4)} for r in lookalike.top],
-        "traits": lookalike.traits,
-        "why": why_text(lookalike),
-        "method": lookalike.method,
+        "top": [{**entry, "name": display_name(entry["label"])} for entry in record["top"]],
+        "why_text": why_text(face.lookalike),
     }
 
 
@@ -439,7 +439,7 @@ async function poll(){
                           (f.picture ? "&file=" + encodeURIComponent(f.picture) : ""));
     const top = f.top.map(t => `<div>${esc(t.name)} <small>${(100*t.score).toFixed(0)}%</small></div>` +
                                `<div class="bar" style="width:${Math.round(150*t.score)}px"></div>`).join("");
-    const why = f.why ? `<div><small>you both have: ${esc(f.why)}</small></div>` : "";
+    const why = f.why_text ? `<div><small>you both have: ${esc(f.why_text)}</small></div>` : "";
     return `<div class="face"><img src="${pic}" alt=""><div><div class="name lookalike">${esc(f.name)}</div>${why}${top}</div></div>`;
    }).join("");
   }

@@ -430,3 +430,15 @@ def test_score_counts_ties_for_the_top_class():
     result = score(probabilities, np.array([1, 1]), LABELS)
     assert result.ties == 1
     assert result.predicted.tolist() == [0, 1]  # argmax takes the first class of a tie
+
+
+def test_pipeline_reads_fps_from_the_summary_line_edge_prints():
+    """benchmarks.pipeline runs `python -m edge` and takes FPS from its summary line: a change to that
+    line's wording must show here, not as a silently skipped pipeline section."""
+    from benchmarks.pipeline import SUMMARY_LINE
+    from edge.runstats import RunSummary
+
+    for frames, seconds in ((12, 0.4), (1, 0.5)):
+        line = RunSummary(frames=frames, seconds=seconds, mean_ms={"total": 3.0, "read": 1.0}).describe()
+        found = SUMMARY_LINE.match(line)
+        assert found and int(found[1]) == frames and float(found[3]) == round(frames / seconds, 1), line

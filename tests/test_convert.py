@@ -468,6 +468,35 @@ def test_committed_fixture_is_current_and_loadable():
     assert total < 2_000_000
 
 
+def test_private_tensorflow_api_is_still_there():
+    """convert.tf_private is the only place the conversion leaves TensorFlow's public API; after an
+    upgrade this fails first, naming what went missing (setting a missing converter attribute
+    would silently do nothing)."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tflite_convert
+
+    from convert import tf_private
+    from edge.runtime import interpreter_class
+
+    @tf.function(input_signature=[tf.TensorSpec((1, 2), tf.float32)])
+    def double(x):
+        return x * 2.0
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([double.get_concrete_function()], double)
+    assert hasattr(converter, "_experimental_calibrate_only"), "TFLiteConverter._experimental_calibrate_only is gone"
+    tf_private.calibrate_only(converter)
+    assert converter._experimental_calibrate_only is True
+    assert callable(tflite_convert.mlir_quantize), "tensorflow.lite.python.convert.mlir_quantize is gone"
+    assert hasattr(tf.lite.experimental, "QuantizationDebugger")
+    cls, _ = interpreter_class()
+    interpreter = cls(model_path=str(FIXTURE_DIR / "lookalike_int8.tflite"))
+    ops = tf_private.ops_details(interpreter)
+    assert ops and {"op_name", "inputs", "outputs"} <= set(ops[0])
+    named = tf_private.signature_outputs(interpreter, export.SIGNATURE_KEY)
+    indices = {int(d["index"]) for d in interpreter.get_output_details()}
+    assert {"probabilities", "embedding"} <= set(named) and set(named.values()) <= indices
+
+
 # --- end to end on a briefly trained real model (slow) ----------------------------------------
 
 

@@ -54,10 +54,10 @@ def update_gallery(gallery_path: Path, weights: dict[str, float]) -> None:
     from benchmarks import labelled
     from convert.files import write_manifest
     from edge.artifacts import MANIFEST_FILE, atomic_write_bytes
+    from edge.matcher import read_gallery_file
     from edge.traits import TERM_NAMES
 
-    with np.load(gallery_path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
+    arrays = read_gallery_file(gallery_path)  # the device's reader: a damaged file is one ModelError line
     arrays["trait_terms"] = np.array(TERM_NAMES)
     arrays["trait_weights"] = labelled.term_weights(weights)
     buffer = io.BytesIO()

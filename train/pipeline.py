@@ -32,6 +32,7 @@ from edge.contract import OUTPUT_NAMES, TRAITS_OUTPUT, InputContract, read_rgb
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, KERAS_FILE, LABELS_FILE, MODEL_CARD_FILE
 from edge.model_card import CARD_VERSION
 from edge.outputs import make_staging
+from edge.ranking import in_top_k, top_k_indices
 from edge.runtime import sha256_file
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch
@@ -182,9 +183,9 @@ def assemble_model(contract: InputContract, backbone, head, target: DomainStats,
 
 
 def evaluate(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, Any]:
-    order = np.argsort(-probabilities, axis=1)
+    order = top_k_indices(probabilities, 5)
     top1 = order[:, 0] == targets
-    top5 = (order[:, :5] == targets[:, None]).any(axis=1)
+    top5 = in_top_k(probabilities, targets, 5)
     num = len(labels)
     confusion = np.zeros((num, num), dtype=np.int64)
     np.add.at(confusion, (targets, order[:, 0]), 1)

@@ -15,7 +15,8 @@ from edge.overlay import CharacterPictures
 from edge.serve import LiveView, ServeError, ServeOptions, check_access
 from edge.sources import Frame, FrameSource, SourceError
 from edge_helpers import one_error_line
-from serve_helpers import drawing_video, mjpeg_frames, served
+from benchmarks.serve_client import Viewer, mjpeg_frames, served
+from serve_helpers import drawing_video
 from shared_paths import ROOT
 
 
@@ -26,6 +27,26 @@ def drawing_clip(tiny_models: Path, tmp_path_factory) -> Path:
 
 def serve_args(models: Path, clip: Path, *extra) -> list:
     return [clip, "--models", models, "--full-frame", *extra]
+
+
+def test_latest_face_is_the_json_record_plus_what_the_page_shows():
+    from edge.matcher import Lookalike, Ranked
+    from edge.overlay import display_name
+    from edge.pipeline import FaceResult
+    from edge.records import face_record
+    from edge.serve import face_summary
+
+    top = [Ranked("teacher", 0.561234, "teacher/a.png"), Ranked("white_hair_person", 0.3)]
+    face = FaceResult((np.int64(10), 20, 30, 40), 7,
+                      Lookalike(top, top[::-1], top, "gallery", ["glasses", "white_hair"], ["glasses", "white_hair"],
+                                {"glasses": 0.9}), True, None)
+    record, summary = face_record(face), face_summary(face)
+    assert {k: v for k, v in summary.items() if k in record and k != "top"} == {k: v for k, v in record.items() if k != "top"}
+    assert [{k: t[k] for k in ("label", "score")} for t in summary["top"]] == record["top"]
+    assert [t["name"] for t in summary["top"]] == [display_name("teacher"), display_name("white_hair_person")]
+    assert summary["lookalike"] == "teacher" and summary["name"] == display_name("teacher")
+    assert summary["why"] == ["glasses", "white_hair"] and summary["why_text"] == "glasses, grey hair"
+    assert summary["box"] == [10, 20, 30, 40] and json.loads(json.dumps(summary)) == summary
 
 
 def test_page_stream_and_latest_result(tiny_models, drawing_clip):
@@ -43,6 +64,9 @@ def test_page_stream_and_latest_result(tiny_models, drawing_clip):
         frames = mjpeg_frames(server.url("/stream.mjpg"), 3)
         assert len(frames) == 3 and all(f[:2] == b"\xff\xd8" and f[-2:] == b"\xff\xd9" for f in frames)
         assert len(set(frames)) == 3  # the picture moves: three different frames, not one resent
+        viewer = Viewer(server.url("/stream.mjpg"))  # the live-view benchmark's frame-counting client
+        viewer.start()
+        server.wait_for(lambda r: viewer.frames >= 2, timeout=20)
         status, headers, jpeg = server.get("/frame.jpg")
         assert status == 200 and headers["Content-Type"] == "image/jpeg" and jpeg[:2] == b"\xff\xd8"
         status, headers, png = server.get(f"/picture?label={face['lookalike']}")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_helpers import served
-from shared_paths import ROOT
+from benchmarks.serve_client import served
 from benchmarks.webdriver import Browser, find_browser
+from shared_paths import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,71 @@
+"""Every private or experimental TensorFlow / TFLite API the conversion uses, in one place.
+
+Checked with tensorflow-cpu 2.21.0 (the converter) and ai-edge-litert 2.3.0 (the interpreter; TF
+2.21's ``tf.lite.Interpreter`` has the same two private methods). None of these is covered by
+TensorFlow's compatibility promise: after an upgrade, this is the file to check, and
+``tests/test_convert.py`` exercises each function (``test_private_tensorflow_api_is_still_there``
+fails first, naming what went missing).
+
+- ``calibrate_only``: ``TFLiteConverter._experimental_calibrate_only = True`` makes ``convert()``
+  stop after calibration and return a float model carrying the value range of every tensor. The
+  int8 recipe needs that intermediate to quantize with chosen ops kept float; TF's own
+  ``QuantizationDebugger`` sets the same attribute.
+- ``mlir_quantize``: ``tensorflow.lite.python.convert.mlir_quantize`` quantizes such a calibrated
+  model with ``denylisted_nodes`` (op output names kept float). ``TFLiteConverter`` has no public
+  switch for keeping chosen ops float; this is the route the ``QuantizationDebugger`` takes.
+- ``ops_details``: ``Interpreter._get_ops_details()`` lists the ops in execution order with their
+  input and output tensor indices (no public API does): the recipe finds the head and the layers to
+  keep float with it, the report counts integer ops, ``convert.quant_debug`` lists the blocks.
+- ``signature_outputs``: ``Interpreter._get_full_signature_list()`` gives each signature output's
+  tensor index (the public ``get_signature_list()`` gives only names): the sidecar's output map is
+  read off the file by name rather than guessed from shapes.
+- ``quantization_debugger``: ``tf.lite.experimental.QuantizationDebugger`` (public but experimental)
+  for ``python -m convert.quant_debug``'s per-layer error statistics.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+TENSORFLOW_CHECKED = "2.21.0"
+LITERT_CHECKED = "2.3.0"
+
+
+def calibrate_only(converter) -> None:
+    """Make ``converter.convert()`` return the calibrated float model instead of a quantized one."""
+    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+
+
+def mlir_quantize(calibrated: bytes, input_type, output_type, float_nodes: Sequence[str] | None) -> bytes:
+    """Quantize a calibrated model; ops whose output tensor is named in ``float_nodes`` stay float."""
+    from tensorflow.lite.python import convert as tflite_convert
+
+    return bytes(
+        tflite_convert.mlir_quantize(
+            calibrated,
+            input_data_type=input_type,
+            output_data_type=output_type,
+            denylisted_nodes=list(float_nodes) if float_nodes else None,
+        )
+    )
+
+
+def ops_details(interpreter) -> list[dict[str, Any]]:
+    """The model's ops in execution order: ``op_name``, ``inputs`` and ``outputs`` tensor indices.
+    Raises AttributeError on an interpreter without the (private) listing."""
+    return interpreter._get_ops_details()  # pylint: disable=protected-access
+
+
+def signature_outputs(interpreter, signature_key: str) -> dict[str, int]:
+    """Output name -> tensor index for one signature. Raises AttributeError, KeyError or TypeError
+    when the interpreter or the model does not say."""
+    signatures = interpreter._get_full_signature_list()  # pylint: disable=protected-access
+    return {str(name): int(index) for name, index in signatures[signature_key]["outputs"].items()}
+
+
+def quantization_debugger(converter, debug_dataset: Callable[[], Iterator[list[np.ndarray]]]):
+    """TF's per-layer quantization debugger for ``converter`` (call ``.run()``, then the dumps)."""
+    import tensorflow as tf
+
+    return tf.lite.experimental.QuantizationDebugger(converter=converter, debug_dataset=debug_dataset)
