@@ -2,6 +2,7 @@
 # First use of any target creates .venv from the pinned dependencies in pyproject.toml.
 #   make demo          train -> convert -> benchmark -> lookalike card for a sample face
 #   make test          the test suite (workstation venv, then the device-only venv)
+#   make detector      fetch the YuNet face detector once (small faces); else the device uses Haar
 #   make traits FACES=dir   rebuild the face-trait head from labelled faces, then the model and its match
 # Variables pass through: make train DATA=path/to/classes WEIGHTS=path/to/weights.h5
 
@@ -42,7 +43,7 @@ train_args = --models $(MODELS) $(if $(DATA),--data $(DATA)) $(if $(VAL),--val $
 	$(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(EPOCHS),--epochs $(EPOCHS)) \
 	$(if $(SIZE),--size $(SIZE))
 
-.PHONY: setup train convert benchmark camera serve card demo test test-fast test-edge clean traits tune-match
+.PHONY: setup train convert benchmark camera serve card detector demo test test-fast test-edge clean traits tune-match
 
 setup: $(VENV)/.installed
 
@@ -92,7 +93,15 @@ serve: setup
 	$(BIN)/python -m edge --serve --models $(MODELS) --source $(SOURCE) $(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
 
 card: setup
-	$(BIN)/python -m edge --models $(MODELS) $(if $(FACE),$(FACE),--astronaut) --card $(CARD) --no-window $(ARGS)
+	$(BIN)/python -m edge --models $(MODELS) $(if $(FACE),$(FACE),--astronaut) --card $(CARD) --no-window \
+		$(if $(DETECTOR),--detector $(DETECTOR)) $(ARGS)
+
+# The YuNet face detector (small and turned faces), once, on a connected machine: downloaded from the
+# OpenCV model zoo and checked against its sha256, into ~/.cache/cartoon-lookalike (or $LOOKALIKE_CACHE).
+# YUNET=path/to/face_detection_yunet_*.onnx installs a file you already have instead.
+YUNET ?=
+detector: setup
+	$(BIN)/python -m edge detector $(if $(YUNET),--install $(YUNET),--fetch)
 
 demo: train convert benchmark card
 	@echo "Report: $(REPORTS)/benchmark.md   Lookalike card: $(CARD)"

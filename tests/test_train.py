@@ -197,7 +197,7 @@ def test_model_outputs_probabilities_and_standardised_embedding():
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
-    from train.model import WeightsError, resolve_weights
+    from train.weights import WeightsError, resolve_weights
 
     with pytest.raises(WeightsError, match="does not exist"):
         resolve_weights(str(tmp_path / "nope.h5"))

@@ -52,24 +52,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def preflight(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments, found before TensorFlow loads (seconds, not a minute); None if nothing."""
+    from edge.faces import DetectorError, make_face_detector
+    from train.weights import WeightsError, resolve_weights
+
+    for folder in [*args.data, *args.val]:
+        if not Path(folder).exists():
+            return f"dataset folder {folder} does not exist"
+    if args.faces and not Path(args.faces).is_dir():
+        return f"face folder {args.faces} does not exist (a folder of photos of people)"
+    try:
+        resolve_weights(args.weights)
+        make_face_detector(args.detector)  # a bad --detector fails now, not after the features are computed
+    except (WeightsError, DetectorError) as exc:
+        return str(exc)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    problem = preflight(args)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from edge.outputs import stop_signal_as_interrupt
     from train.data import DatasetError
     from train.faces import FacesError
-    from train.model import WeightsError
-    from edge.outputs import stop_signal_as_interrupt
     from train.pipeline import TrainConfig, run
+    from train.weights import WeightsError
 
-    if args.faces and not Path(args.faces).is_dir():
-        print(f"error: face folder {args.faces} does not exist (a folder of photos of people)", file=sys.stderr)
-        return 2
-    from edge.faces import DetectorError, make_face_detector
-
-    try:
-        make_face_detector(args.detector)  # a bad --detector fails now, not after the features are computed
-    except DetectorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,

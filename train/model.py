@@ -16,43 +16,16 @@ multiply-adds.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from edge.contract import InputContract
+from train.weights import WeightsError
 
 BACKBONE_NAME = "backbone"
-WEIGHTS_ENV = "LOOKALIKE_WEIGHTS"
 DEFAULT_FEATURE_LAYER = "block_12_add"
 LOGIT_SCALE = 10.0  # the head sees embedding * LOGIT_SCALE: a fixed temperature for a unit-scale input
-
-
-class WeightsError(RuntimeError):
-    """The pretrained weights could not be loaded (missing file, no network)."""
-
-
-def resolve_weights(weights: str | None) -> str | None:
-    """``imagenet`` (download), a local ``.h5`` path, or None for random weights.
-
-    An explicit argument wins; otherwise the LOOKALIKE_WEIGHTS environment variable; otherwise
-    ``imagenet``.
-    """
-    if weights is None:
-        weights = os.environ.get(WEIGHTS_ENV) or "imagenet"
-    if weights in ("none", "random"):
-        return None
-    if weights == "imagenet":
-        return "imagenet"
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(
-            f"weights file {path} does not exist (pass WEIGHTS=path/to/"
-            "mobilenet_v2_1.0_224_no_top.weights.h5, or omit it to download ImageNet weights)"
-        )
-    return str(path)
 
 
 def build_backbone(

@@ -46,7 +46,7 @@ class TrainConfig:
     val: list[str] = field(default_factory=list)  # validation roots
     val_split: float | None = None
     models_dir: str = "models"
-    weights: str | None = None  # resolved by train.model.resolve_weights
+    weights: str | None = None  # resolved by train.weights.resolve_weights
     input_size: int = 224
     alpha: float = 1.0
     feature_layer: str = "block_12_add"
@@ -357,7 +357,7 @@ def publish(staging: Path, models_dir: Path) -> None:
 def run(config: TrainConfig, log=print) -> dict[str, Any]:
     """Train and write every artifact into config.models_dir; returns the model card."""
     started = time.time()
-    from train.model import resolve_weights
+    from train.weights import resolve_weights
 
     weights = resolve_weights(config.weights)
     dataset = load_dataset(

@@ -293,7 +293,8 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
     import keras
 
     from edge.faces import HaarFaceDetector, YuNetFaceDetector
-    from train.model import build_backbone, resolve_weights
+    from train.model import build_backbone
+    from train.weights import resolve_weights
 
     started = time.time()
     faces = read_labelled_faces(faces_dir)
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from convert.files import check_writable
         from edge.faces import DetectorError
-        from train.model import WeightsError
+        from train.weights import WeightsError
 
         check_writable(Path(args.out))
         build(Path(args.faces), Path(args.out), args.weights, args.detector, args.size, args.max_per_split,
