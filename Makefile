@@ -106,8 +106,9 @@ detector: setup
 demo: train convert benchmark card
 	@echo "Report: $(REPORTS)/benchmark.md   Lookalike card: $(CARD)"
 
+# The device tests (tests/edge) run once, in the device-only venv: that is where they prove something.
 test: setup $(EDGE_VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/edge
 	$(EDGE_VENV)/bin/python -m pytest tests/edge -p no:cacheprovider
 
 test-fast: setup

@@ -14,7 +14,7 @@ import subprocess  # noqa: E402
 
 import pytest  # noqa: E402
 
-from shared_paths import ROOT, WEIGHTS, need  # noqa: E402
+from shared_paths import CELEBA, ROOT, WEIGHTS, need  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def private_state(tmp_path_factory, monkeypatch) -> Path:
@@ -29,34 +29,45 @@ def private_state(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
-# A quick real-weights training run, shared by the slow tests of every stage: small inputs and a
-# couple of images per class keep it to seconds, yet it exercises the real backbone and pipeline.
+# One quick real-weights model serves the slow tests of every stage (training, conversion, parity,
+# the face traits): small inputs and a couple of images per class keep it to seconds, yet it runs the
+# real backbone, a face-trait head built from labelled faces, and the whole pipeline.
 QUICK_TRAIN_ARGS = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "15"]
+QUICK_FACES = "40"  # labelled faces per split for the head, and test faces for convert's trait check
+
+
+def run_python(args: list[str], what: str) -> None:
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{what} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 
 @pytest.fixture(scope="session")
-def trained_models_dir(tmp_path_factory) -> Path:
-    """A models/ folder written by `python -m train` with the real ImageNet weights (no convert)."""
-    weights = need(WEIGHTS)
+def trait_head_file(tmp_path_factory) -> Path:
+    """make traits in small: a head for the 96 px backbone from 40 labelled faces per split."""
+    weights, faces = need(WEIGHTS), need(CELEBA)
+    head = tmp_path_factory.mktemp("head") / "trait_head.npz"
+    run_python(["-m", "train.traits", "--faces", str(faces), "--out", str(head), "--weights", str(weights),
+                "--size", "96", "--max-per-split", QUICK_FACES], "building the trait head")
+    return head
+
+
+@pytest.fixture(scope="session")
+def trained_models_dir(trait_head_file: Path, tmp_path_factory) -> Path:
+    """A models/ folder written by `python -m train` with the real ImageNet weights and that head (no convert)."""
     out = tmp_path_factory.mktemp("trained") / "models"
-    result = subprocess.run(
-        [sys.executable, "-m", "train", "--models", str(out), "--weights", str(weights), *QUICK_TRAIN_ARGS],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, f"training failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    run_python(["-m", "train", "--models", str(out), "--weights", str(need(WEIGHTS)), "--traits", str(trait_head_file),
+                *QUICK_TRAIN_ARGS], "training")
     return out
 
 
 @pytest.fixture(scope="session")
 def converted_models_dir(trained_models_dir: Path, tmp_path_factory) -> Path:
-    """trained_models_dir copied and run through `python -m convert` (all four variants)."""
+    """trained_models_dir copied and run through `python -m convert` (all four variants, traits checked
+    on labelled test faces)."""
     import shutil
 
     out = tmp_path_factory.mktemp("converted") / "models"
     shutil.copytree(trained_models_dir, out)
-    result = subprocess.run(
-        [sys.executable, "-m", "convert", "--models", str(out), "--rep-size", "60"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, f"conversion failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    run_python(["-m", "convert", "--models", str(out), "--rep-size", "60", "--faces", str(need(CELEBA)),
+                "--max-faces", QUICK_FACES], "conversion")
     return out

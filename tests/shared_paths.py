@@ -17,6 +17,7 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_no_top.weights.h5"
 FACES = SHARED / "faces"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 ANCHOR = SHARED / "anchors" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
+CELEBA = SHARED / "datasets" / "celeba-dev"  # labelled faces (non-commercial licence: never committed)
 DATASET = ROOT / "data" / "emoji-characters"
 
 

@@ -6,6 +6,7 @@ model uses the session fixture ``trained_models_dir`` from tests/conftest.py and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -48,6 +49,56 @@ def converted(tiny_source, tmp_path_factory):
     folder = Path(shutil.copytree(tiny_source, tmp_path_factory.mktemp("converted") / "models"))
     result = pipeline.run(ConvertConfig(models_dir=folder, rep_size=TINY_REP))
     return folder, result
+
+
+_SAVED_MODELS: dict[str, Path] = {}  # fingerprint of (weights, contract) -> a SavedModel exported once
+_CONVERTED: dict[tuple, bytes] = {}  # (variant, SavedModel fingerprint, calibration, recipe) -> .tflite bytes
+
+
+def _fingerprint(*arrays: np.ndarray, text: str = "") -> str:
+    digest = hashlib.sha256(text.encode())
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def identical_conversions_run_once(monkeypatch, tmp_path_factory):
+    """Most tests here convert the same tiny model with the same settings to check what happens around
+    the conversion (a failure, Ctrl-C, a flag). TensorFlow's export and conversion of identical inputs
+    give identical bytes, so they run once per module and are reused: the key is the model's weights
+    and contract, the variant, and for int8 the calibration images and the recipe. A test that replaces the
+    converter (``export.saved_model_converter``) or an exporter always gets a real run."""
+    real_export = export.export_saved_model
+    real_converter = export.saved_model_converter
+    exported: dict[str, str] = {}  # SavedModel folder of this test -> its fingerprint
+
+    def export_once(model, contract, directory):
+        key = _fingerprint(*model.get_weights(), text=json.dumps(contract.to_dict(), sort_keys=True))
+        if key not in _SAVED_MODELS:
+            done = real_export(model, contract, directory)
+            _SAVED_MODELS[key] = Path(shutil.copytree(done, tmp_path_factory.mktemp("saved_model") / "model"))
+        else:
+            shutil.copytree(_SAVED_MODELS[key], directory)
+        exported[str(Path(directory))] = key
+        return Path(directory)
+
+    def convert_once(variant, real):
+        def convert(saved_model, calibration=None):
+            key = exported.get(str(Path(saved_model)))
+            if key is None or export.saved_model_converter is not real_converter:
+                return real(saved_model, calibration)
+            calibrated = variant == "int8" and calibration is not None  # only int8 reads the calibration
+            memo = (variant, key, _fingerprint(calibration.images) if calibrated else "",
+                    repr(calibration.recipe) if calibrated else "")
+            if memo not in _CONVERTED:
+                _CONVERTED[memo] = real(saved_model, calibration)
+            return _CONVERTED[memo]
+        return convert
+
+    monkeypatch.setattr(export, "export_saved_model", export_once)
+    for variant, exporter in list(export.EXPORTERS.items()):
+        monkeypatch.setitem(export.EXPORTERS, variant, convert_once(variant, exporter))
 
 
 def tflite_files(folder: Path) -> list[str]:

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edge.face_traits import FACE_TRAITS, FaceTraitsError, read_labelled_faces, roc_auc, split_of
-from shared_paths import ROOT, SHARED, WEIGHTS, need
+from edge.artifacts import VARIANTS
+from shared_paths import CELEBA, ROOT, need
 from train.traits import TraitHead, TraitHeadError, calibration_error, fit_logistic, train_head
 
-CELEBA = SHARED / "datasets" / "celeba-dev"
 ATTRIBUTES = ("5_o_Clock_Shadow Bald Blond_Hair Eyeglasses Goatee Gray_Hair Male Mustache No_Beard Wearing_Hat Young").split()
 
 
@@ -174,22 +174,14 @@ def test_make_traits_without_faces_says_what_it_needs():
 
 
 @pytest.fixture(scope="module")
-def traits_path(tmp_path_factory) -> dict[str, Path]:
-    """make traits in small: a head from 40 faces per split, a quick model with it, converted."""
-    weights, faces = need(WEIGHTS), need(CELEBA)
-    work = tmp_path_factory.mktemp("traits")
-    head = work / "head" / "trait_head.npz"
-    result = run(["-m", "train.traits", "--faces", str(faces), "--out", str(head), "--weights", str(weights),
-                  "--size", "96", "--max-per-split", "40"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    models = work / "models"
-    quick = ["--size", "96", "--max-per-class", "2", "--augment-copies", "1", "--epochs", "15"]
-    result = run(["-m", "train", "--models", str(models), "--weights", str(weights), "--traits", str(head), *quick])
-    assert result.returncode == 0, result.stderr[-2000:]
-    result = run(["-m", "convert", "--models", str(models), "--variants", "float32,int8", "--rep-size", "40",
-                  "--max-val", "60", "--faces", str(faces), "--max-faces", "40"])
-    assert result.returncode == 0, result.stderr[-2000:]
-    return {"head": head, "models": models, "faces": faces, "work": work}
+def traits_path(trait_head_file, converted_models_dir, tmp_path_factory) -> dict[str, Path]:
+    """make traits in small: the session's quick model (tests/conftest.py) carries a head built from 40
+    labelled faces per split, and its conversion checked the traits on labelled test faces. A private
+    copy, because the match tuning below writes into it."""
+    import shutil
+
+    models = Path(shutil.copytree(converted_models_dir, tmp_path_factory.mktemp("traits") / "models"))
+    return {"head": trait_head_file, "models": models, "faces": need(CELEBA)}
 
 
 @pytest.mark.slow
@@ -203,7 +195,7 @@ def test_the_model_carries_the_traits_and_convert_checks_them(traits_path):
     report = json.loads((traits_path["models"] / "conversion_report.json").read_text())
     block = report["traits"]
     assert block["split"] == "test" and block["faces"] > 20
-    assert set(block["variants"]) == {"float32", "int8"} and block["variants"]["float32"]["agreement"] == 1.0
+    assert set(block["variants"]) == set(VARIANTS) and block["variants"]["float32"]["agreement"] == 1.0
     assert block["keras_auc"]["male"] > 0.6  # even 40 training faces tell men from women
     assert abs(block["variants"]["int8"]["auc"]["male"] - block["keras_auc"]["male"]) < 0.1
 

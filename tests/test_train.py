@@ -346,8 +346,11 @@ def test_real_weights_training_run_produces_a_usable_model(trained_models_dir):
     assert 0.0 <= validation["top1"] <= validation["top5"] <= 1.0
     model = keras.models.load_model(trained_models_dir / "lookalike.keras")
     images = np.random.default_rng(0).integers(0, 256, (2, 96, 96, 3)).astype(np.float32)
-    probabilities, embedding = model.predict(images, verbose=0)
+    outputs = model.predict(images, verbose=0)
+    assert len(outputs) == len(contract.outputs) == 3  # probabilities, embedding, traits (the session head)
+    probabilities, embedding, traits = outputs
     assert probabilities.shape == (2, 60) and embedding.shape == (2, contract.embedding_dim)
+    assert traits.shape == (2, len(contract.traits)) and contract.traits
     assert card["architecture"]["backbone"].endswith("block_12_add, ImageNet weights, frozen")
     # Real ImageNet features separate the classes better than chance even after this short run.
     assert validation["top5"] > 5 / 60
