@@ -29,6 +29,28 @@ def private_state(tmp_path_factory, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_source(tmp_path_factory) -> Path:
+    """What make train writes, for a tiny random-weight model (tests/fixtures/make_tiny_models.py),
+    built once per session (read-only: copy it before changing anything)."""
+    from fixtures.make_tiny_models import write_tiny_source  # TensorFlow: only the workstation tests ask
+
+    folder = tmp_path_factory.mktemp("tiny_source") / "models"
+    write_tiny_source(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_converted(tiny_source: Path, tmp_path_factory):
+    """The tiny model converted to all four variants and checked, once per session: (folder, result)."""
+    import shutil
+
+    from convert.pipeline import ConvertConfig, run
+
+    folder = Path(shutil.copytree(tiny_source, tmp_path_factory.mktemp("tiny_converted") / "models"))
+    return folder, run(ConvertConfig(models_dir=folder, rep_size=30), on_table=lambda _: None)
+
+
 # One quick real-weights model serves the slow tests of every stage (training, conversion, parity,
 # the face traits): small inputs and a couple of images per class keep it to seconds, yet it runs the
 # real backbone, a face-trait head built from labelled faces, and the whole pipeline.

@@ -1,7 +1,7 @@
 """make convert: tiny random-weight models -> four verified TFLite variants; bad input; the committed fixture.
 
-The conversion tests build a 48 px, alpha 0.1 MobileNetV2 (tests/fixtures/make_tiny_models.py) so
-each conversion of all four variants takes seconds. The end-to-end test on a briefly trained real
+The conversion tests use a 48 px, alpha 0.1 MobileNetV2 (tests/fixtures/make_tiny_models.py, built
+once per session: tests/conftest.py) so each conversion of all four variants takes seconds. The end-to-end test on a briefly trained real
 model uses the session fixture ``trained_models_dir`` from tests/conftest.py and is marked slow.
 """
 from __future__ import annotations
@@ -19,22 +19,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from convert import ConvertError, dataset, export, pipeline  # noqa: E402
 from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
-from convert.pipeline import ConvertConfig  # noqa: E402
 from edge import artifacts  # noqa: E402
 from edge.artifacts import MANIFEST_FILE, MODEL_CARD_FILE, REPORT_FILE  # noqa: E402
 from edge.model_card import ModelCard  # noqa: E402
 from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
-from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, write_tiny_source  # noqa: E402
+from fixtures.make_tiny_models import DATASET, FIXTURE_DIR  # noqa: E402
 
-TINY_REP = 30
-
-
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory) -> Path:
-    """What make train writes, for a tiny random-weight model (built once per module)."""
-    folder = tmp_path_factory.mktemp("tiny_source")
-    write_tiny_source(folder)
-    return folder
+TINY_REP = 30  # the calibration size of the session fixture tiny_converted (tests/conftest.py)
 
 
 @pytest.fixture
@@ -43,12 +34,11 @@ def models_dir(tiny_source, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_source, tmp_path / "models"))
 
 
-@pytest.fixture(scope="module")
-def converted(tiny_source, tmp_path_factory):
-    """All four variants converted and checked once, for the tests that inspect the results."""
-    folder = Path(shutil.copytree(tiny_source, tmp_path_factory.mktemp("converted") / "models"))
-    result = pipeline.run(ConvertConfig(models_dir=folder, rep_size=TINY_REP))
-    return folder, result
+@pytest.fixture
+def converted(tiny_converted):
+    """All four variants converted and checked once (session fixture, tests/conftest.py), for the tests
+    that inspect the results."""
+    return tiny_converted
 
 
 _SAVED_MODELS: dict[str, Path] = {}  # fingerprint of (weights, contract) -> a SavedModel exported once

@@ -176,22 +176,17 @@ def check_fidelity(keras_model, models_dir: Path, variant: str, photo: Path) -> 
 
 
 @pytest.fixture(scope="module")
-def tiny_keras_and_float32(tmp_path_factory):
-    """A tiny Keras model with its converted float32 variant beside it.
+def tiny_keras_and_float32(request):
+    """A tiny Keras model with its converted variants beside it (the session's ``tiny_converted``).
 
-    Only float32, to keep this test fast: it is the variant that isolates the device's own
+    The test compares float32 only: it is the variant that isolates the device's own
     preprocessing (a float32 model adds no numeric error of its own). The quantized variants are
     compared on the trained model in the slow test (a random-weight 48 px model quantizes too
     poorly for a meaningful int8 comparison: see the fixture's conversion report).
     """
     pytest.importorskip("skimage")
     keras = pytest.importorskip("keras")
-    from convert.pipeline import ConvertConfig, run
-    from fixtures.make_tiny_models import write_tiny_source
-
-    folder = tmp_path_factory.mktemp("parity") / "models"
-    write_tiny_source(folder)
-    run(ConvertConfig(models_dir=folder, variants=("float32",), rep_size=30, max_val=6), on_table=lambda _: None)
+    folder, _ = request.getfixturevalue("tiny_converted")  # all four variants, converted once per session
     return keras.models.load_model(folder / "lookalike.keras"), folder
 
 
