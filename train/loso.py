@@ -210,6 +210,9 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
     if config.val:
         raise DatasetError("--val does not apply to --protocol loso: every style is tested in turn "
                            "(--val-split sets the share of each training style held out for early stopping)")
+    if config.val_split is not None and not 0.0 < config.val_split < 1.0:
+        raise DatasetError(f"validation split {config.val_split} must be between 0 and 1 (the share of each training style "
+                           "held out for early stopping)")
     weights = resolve_weights(config.weights)
     if config.max_per_class:
         rng = np.random.default_rng(config.seed)
