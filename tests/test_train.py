@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -329,6 +330,147 @@ def test_interrupted_training_leaves_previous_model_untouched(tmp_path, monkeypa
     assert code == 130
     assert (models / "lookalike.keras").read_bytes() == b"previous model"
     assert [p.name for p in models.iterdir()] == ["lookalike.keras"]
+
+
+# ---------------------------------------------------------------- leave-one-style-out
+
+
+def make_styles(root: Path, styles=("ink", "pastel", "pixel"), classes=("cat", "dog", "owl"), per_class: int = 4) -> Path:
+    for s, style in enumerate(styles):
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                write_image(root / style / name / f"{i}.png", ((60 * c + 40 * s) % 256, 80 + 50 * s, 200 - 60 * c), size=36 + 4 * s)
+    return root
+
+
+def synthetic_styles(seed: int = 0, per_style: int = 30, dim: int = 8, classes: int = 3):
+    from train.loso import StyleFeatures
+
+    rng = np.random.default_rng(seed)
+    styles = []
+    for s, name in enumerate(("ink", "pastel", "pixel")):
+        targets = np.arange(per_style) % classes
+        copies = [rng.normal(s, 1 + s, (per_style, dim)).astype(np.float32) + targets[:, None] for _ in range(2)]
+        styles.append(StyleFeatures(name, targets, [f"{name}/{i}" for i in range(per_style)], copies))
+    return styles
+
+
+def test_loso_command_tests_every_style_and_writes_only_its_report(tmp_path):
+    data = make_styles(tmp_path / "styles")
+    models = tmp_path / "models"
+    result = run_train("--protocol", "loso", "--data", str(data), "--models", str(models), "--weights", "random",
+                       "--size", "32", "--epochs", "2", "--augment-copies", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [p.name for p in models.iterdir()] == ["loso_report.json"]  # no model, no staging, no temporary file
+    report = json.loads((models / "loso_report.json").read_text())
+    assert [f["test_style"] for f in report["folds"]] == ["ink", "pastel", "pixel"]
+    for fold in report["folds"]:
+        assert fold["test_style"] not in fold["train_styles"] and len(fold["train_styles"]) == 2
+        assert fold["test_images"] == 12 and fold["fit_images"] + fold["held_out_images"] == 24
+        for key in ("shipped_prior", "device_adaptation", "test_statistics_reference"):
+            assert 0.0 <= fold[key]["top1"] <= fold[key]["top5"] <= 1.0
+    for key in ("shipped_prior", "device_adaptation"):
+        assert report["mean"][key]["top1"] == pytest.approx(np.mean([f[key]["top1"] for f in report["folds"]]), abs=1e-4)
+    assert report["default_protocol"] is None  # these are not the embedded dataset's styles
+    assert report["seconds"]["total"] >= report["seconds"]["features"] > 0
+    mean_row = [line for line in result.stdout.splitlines() if line.startswith("mean ")]
+    assert len(mean_row) == 1 and f"{report['mean']['shipped_prior']['top1']:.3f}" in mean_row[0]
+
+
+def test_nothing_a_fold_carries_comes_from_the_test_style():
+    from train.loso import train_fold
+    from train.pipeline import TrainConfig
+
+    config = TrainConfig(epochs=3, patience=2)
+    runs = []
+    for seed in (0, 1):
+        styles = synthetic_styles()
+        styles[2].copies = [np.random.default_rng(seed).normal(50 * seed, 1 + 9 * seed, c.shape).astype(np.float32)
+                            for c in styles[2].copies]  # the test style: anything at all
+        runs.append(train_fold(config, styles, 2, 3, log=lambda message: None))
+    (head_a, prior_a, sizes_a), (head_b, prior_b, sizes_b) = runs
+    assert sizes_a == sizes_b
+    np.testing.assert_array_equal(prior_a.mean, prior_b.mean)
+    np.testing.assert_array_equal(prior_a.std, prior_b.std)
+    for a, b in zip(head_a.get_weights(), head_b.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_held_out_share_keeps_skin_tone_variants_together_and_every_class_in_training():
+    from train.loso import held_out_rows, picture_group
+
+    names = ["1f468-1f3fb-200d-1f9b2", "1f468-200d-1f9b2", "1f469-1f3fd-200d-1f9b2", "1f469-200d-1f9b2", "1f47d"]
+    files = [Path("bald") / f"{n}.png" for n in names[:4]] + [Path("alien") / f"{names[4]}.png"]
+    groups = [picture_group(f) for f in files]
+    assert groups[0] == groups[1] == "bald/1f468-200d-1f9b2" and groups[2] == groups[3] != groups[0]
+    fit, held = held_out_rows(np.array([0, 0, 0, 0, 1]), groups, 0.2, seed=3)
+    assert sorted(held.tolist()) in ([0, 1], [2, 3])  # one whole group of the bald man or woman
+    assert 4 in fit and not set(fit) & set(held)  # a class with one picture stays in training
+
+
+def test_device_adaptation_answers_each_picture_before_learning_from_it():
+    from train.loso import causal_standardise
+    from train.pipeline import DomainStats
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(3.0, 2.0, (400, 6)).astype(np.float32)
+    prior = DomainStats(np.zeros(6, np.float32), np.ones(6, np.float32))
+    out = causal_standardise(features, prior, prior_weight=10)
+    np.testing.assert_allclose(out[0], prior.apply(features[0]))  # the first picture meets the shipped prior
+    changed = features.copy()
+    changed[5] += 100.0
+    again = causal_standardise(changed, prior, prior_weight=10)
+    np.testing.assert_allclose(again[:5], out[:5])  # no picture sees one after it
+    assert not np.allclose(again[6:], out[6:])  # ... and every later picture has learnt from it
+    # After many pictures the style's own statistics decide; a heavy prior holds its place.
+    np.testing.assert_allclose(out[-1], DomainStats.of(features[:-1]).apply(features[-1]), atol=0.15)
+    heavy = causal_standardise(features, prior, prior_weight=1e9)
+    np.testing.assert_allclose(heavy, prior.apply(features), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "build, data, extra, message",
+    [
+        (lambda root: make_styles(root, styles=("ink", "pastel")), "", [], "at least 3 styles, found 2 (ink, pastel)"),
+        (lambda root: (make_styles(root), shutil.rmtree(root / "pastel" / "owl")), "", [],
+         "style 'pastel' has no pictures of class 'owl'"),
+        (lambda root: (make_styles(root), [p.unlink() for p in (root / "pixel" / "dog").iterdir()]), "", [],
+         "style 'pixel' has no pictures of class 'dog'"),
+        (make_styles, "ink", [], "is not a folder of style folders"),
+        (make_styles, "", ["--val", "/tmp"], "--val does not apply to --protocol loso"),
+        (make_styles, "", ["--val-split", "1.5"], "validation split 1.5 must be between 0 and 1"),
+    ],
+    ids=["two-styles", "style-missing-a-class", "empty-class-in-a-style", "no-style-folders", "val", "val-split"],
+)
+def test_loso_bad_input_is_one_line_and_nothing_written(tmp_path, build, data, extra, message):
+    root = tmp_path / "styles"
+    build(root)
+    result = run_train("--protocol", "loso", "--data", str(root / data), "--models", str(tmp_path / "m"), "--weights", "random",
+                       "--size", "32", *extra)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], result.stderr[-1000:]
+    assert not (tmp_path / "m").exists()
+
+
+def test_interrupted_loso_leaves_models_as_it_was(tmp_path, monkeypatch):
+    import train.loso as loso
+    from train.__main__ import main
+
+    data = make_styles(tmp_path / "styles", per_class=3)
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "loso_report.json").write_text("previous report")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loso, "table", interrupted)
+    code = main(["--protocol", "loso", "--data", str(data), "--models", str(models), "--weights", "random",
+                 "--size", "32", "--epochs", "1", "--augment-copies", "0"])
+    assert code == 130
+    assert [p.name for p in models.iterdir()] == ["loso_report.json"]
+    assert (models / "loso_report.json").read_text() == "previous report"
 
 
 # ---------------------------------------------------------------- real weights

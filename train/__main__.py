@@ -25,6 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="separate validation folder of class folders (repeatable)")
     parser.add_argument("--val-split", type=float, default=None,
                         help="share of each class held out for validation when there is no --val (default 0.2)")
+    parser.add_argument("--protocol", choices=("train", "loso"), default="train",
+                        help="train: train the model and write every artifact; loso: leave-one-style-out evaluation "
+                             "over the style folders of --data (train on all but one, test on that one, rotate), "
+                             "written to loso_report.json in --models, no model")
     parser.add_argument("--models", default="models", help="where the artifacts go")
     parser.add_argument("--weights", default=None,
                         help="'imagenet' (Keras downloads them), a local .weights.h5 file, or 'random'; "
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge.outputs import stop_signal_as_interrupt
     from train.data import DatasetError
     from train.faces import FacesError
+    from train.loso import run_loso
     from train.pipeline import TrainConfig, run
     from train.weights import WeightsError
 
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C
-            run(config, log=lambda message: print(message, flush=True))
+            (run_loso if args.protocol == "loso" else run)(config, log=lambda message: print(message, flush=True))
     except (DatasetError, WeightsError, FacesError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -229,3 +229,59 @@ def load_images(files: Sequence[Path], contract: InputContract) -> np.ndarray:
         out[i] = prepare_image(read_rgb(path), contract)
     return out
 
+
+
+@dataclass
+class Styles:
+    """The same classes drawn in several art styles, one Split per style (for leave-one-style-out)."""
+
+    labels: tuple[str, ...]
+    roots: list[Path]
+    splits: list[Split]
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [root.name for root in self.roots]
+
+
+def load_styles(roots: Sequence[Path] | None = None, minimum: int = 3) -> Styles:
+    """Style folders (each a folder of class folders), every class in every style; DatasetError otherwise.
+
+    No roots: the embedded emoji dataset's styles. One root: its style folders. Several: one style each."""
+    roots = [Path(r) for r in (roots or [DEFAULT_DATASET])]
+    if len(roots) == 1:
+        if not roots[0].is_dir():
+            raise DatasetError(f"dataset folder {roots[0]} does not exist")
+        styles = expand_styles(roots[0])
+        if styles is None:
+            raise DatasetError(f"{roots[0]} is not a folder of style folders (expected {roots[0]}/<style>/<class>/<image>); "
+                               f"leave-one-style-out needs at least {minimum} styles")
+        roots = styles
+    if len(roots) < minimum:
+        raise DatasetError(f"leave-one-style-out needs at least {minimum} styles, found {len(roots)} "
+                           f"({', '.join(r.name for r in roots)}): add style folders of the same classes")
+    per_style = [class_folders(root) for root in roots]
+    labels = tuple(sorted(set().union(*per_style)))
+    if len(labels) < 2:
+        raise DatasetError(f"need at least two classes, found {len(labels)} in {', '.join(map(str, roots))}")
+    skipped: list[str] = []
+    splits = []
+    for root, classes in zip(roots, per_style):
+        split = Split()
+        missing = []
+        for index, name in enumerate(labels):
+            files = check_readable(classes.get(name, []), skipped)
+            if not files:
+                missing.append(name)
+            split.files += files
+            split.targets += [index] * len(files)
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise DatasetError(f"style {root.name!r} has no pictures of class {', '.join(map(repr, missing[:3]))}{more}: "
+                               "leave-one-style-out needs every class in every style")
+        splits.append(split)
+    warn_duplicates(labels, *splits)
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable file(s)")
+    return Styles(labels, roots, splits, skipped)

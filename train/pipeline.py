@@ -101,10 +101,13 @@ class DomainStats:
 
     @classmethod
     def of(cls, features: np.ndarray) -> "DomainStats":
+        return cls.floored(features.mean(axis=0), features.std(axis=0))
+
+    @classmethod
+    def floored(cls, mean: np.ndarray, std: np.ndarray) -> "DomainStats":
         # A floor under each channel's spread: a channel that barely varies in one domain would
         # otherwise blow up other domains' values (and the int8 range calibrated on them).
-        std = features.std(axis=0)
-        return cls(features.mean(axis=0), np.maximum(std, 0.25 * float(np.median(std)) + 1e-6))
+        return cls(mean, np.maximum(std, 0.25 * float(np.median(std)) + 1e-6))
 
     def apply(self, features: np.ndarray) -> np.ndarray:
         return (features - self.mean) / self.std
@@ -571,21 +574,22 @@ def _model_card(config, weights, dataset: Dataset, contract, metrics, target, se
     }
 
 
-def _subsample(dataset: Dataset, per_class: int, seed: int) -> Dataset:
+def cut_split(split, per_class: int, rng: np.random.Generator):
+    """At most ``per_class`` pictures of each class, drawn by ``rng`` (quick runs)."""
     from train.data import Split
 
+    out = Split()
+    targets = np.asarray(split.targets)
+    for c in np.unique(targets):
+        rows = np.flatnonzero(targets == c)
+        keep = np.sort(rng.permutation(rows)[:per_class])
+        out.files += [split.files[i] for i in keep]
+        out.targets += [int(c)] * len(keep)
+    return out
+
+
+def _subsample(dataset: Dataset, per_class: int, seed: int) -> Dataset:
     rng = np.random.default_rng(seed)
-
-    def cut(split: Split) -> Split:
-        out = Split()
-        targets = np.asarray(split.targets)
-        for c in np.unique(targets):
-            rows = np.flatnonzero(targets == c)
-            keep = np.sort(rng.permutation(rows)[:per_class])
-            out.files += [split.files[i] for i in keep]
-            out.targets += [int(c)] * len(keep)
-        return out
-
-    dataset.train = cut(dataset.train)
-    dataset.val = cut(dataset.val)
+    dataset.train = cut_split(dataset.train, per_class, rng)
+    dataset.val = cut_split(dataset.val, per_class, rng)
     return dataset

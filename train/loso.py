@@ -1,0 +1,262 @@
+"""Leave-one-style-out evaluation (`python -m train --protocol loso`): a figure nothing was tuned to.
+
+The default protocol trains on two art styles and validates on the third, and the validation style
+also gives the model its domain statistics and its epoch, so its figure is not a held-out test.
+Here each style in turn is the test style, and nothing the fold's model carries comes from it:
+
+- the head trains on the other styles, minus a held-out share of each (``--val-split``, 0.2 by
+  default; skin-tone variants of one emoji stay on one side), and that held-out share picks the epoch;
+- each training style is standardised by the statistics of its own training share;
+- the test style is standardised by the *shipped prior*: the statistics of the training styles'
+  training shares together (what the device would carry for a style it has never seen). A second
+  figure lets the device adapt as it could in the field: a running estimate that starts from the
+  prior and counts each test picture only after that picture has been answered
+  (``causal_standardise``), over the test pictures in a seeded random order. A third, labelled as a
+  reference only, standardises the test style by its own statistics (the old protocol's way).
+
+The backbone is frozen, so every picture's pooled features (and those of its augmented copies) are
+computed once and reused by every fold; the whole protocol costs one feature pass over all styles
+plus a few seconds of head training per fold. Only ``loso_report.json`` is written, atomically.
+"""
+from __future__ import annotations
+
+import platform
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.artifacts import atomic_write_json
+from edge.contract import InputContract
+from train.augment import AugmentConfig, augment_batch
+from train.data import DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, load_images, load_styles
+from train.model import LOGIT_SCALE
+from train.pipeline import (SKIN_TONES, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor, pooled_features,
+                            train_head, unit_scale)
+
+LOSO_REPORT_FILE = "loso_report.json"
+HELD_OUT_SHARE = 0.2  # of each training style, for the epoch (when --val-split is not given)
+# How many pictures the shipped prior weighs in the device's running estimate. Fixed before any
+# measurement, not tuned: a style's own statistics take over after a few dozen pictures.
+DEVICE_PRIOR = 30.0
+
+
+@dataclass
+class StyleFeatures:
+    """One style's pooled features: ``copies[0]`` the originals, then the augmented copies (each (N, D))."""
+
+    name: str
+    targets: np.ndarray
+    groups: list[str]  # pictures that differ only by skin tone share a group
+    copies: list[np.ndarray]
+
+
+def picture_group(path: Path) -> str:
+    """The picture's name without emoji skin-tone modifiers: its tone variants are one group."""
+    parts = [p for p in path.stem.lower().split("-") if p not in SKIN_TONES]
+    return f"{path.parent.name}/{'-'.join(parts)}"
+
+
+def held_out_rows(targets: np.ndarray, groups: list[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): per class a seeded share of its picture groups is held out
+    (one at least when the class has two groups or more, never all)."""
+    rng = random.Random(seed)
+    held: list[int] = []
+    for c in np.unique(targets):
+        rows = np.flatnonzero(targets == c)
+        names = sorted({groups[r] for r in rows})
+        rng.shuffle(names)
+        n_held = min(max(int(round(len(names) * share)), 1), len(names) - 1) if len(names) >= 2 else 0
+        chosen = set(names[:n_held])
+        held += [int(r) for r in rows if groups[r] in chosen]
+    held_rows = np.array(sorted(held), dtype=np.int64)
+    return np.setdiff1d(np.arange(len(targets)), held_rows), held_rows
+
+
+def causal_standardise(features: np.ndarray, prior: DomainStats, prior_weight: float = DEVICE_PRIOR) -> np.ndarray:
+    """Each row standardised by a running estimate of its domain's statistics that starts from
+    ``prior`` (worth ``prior_weight`` rows) and has seen only the rows before it, as on a device
+    that answers a picture and then learns from it."""
+    count = float(prior_weight)
+    mean = prior.mean.astype(np.float64)
+    second = np.square(prior.std.astype(np.float64)) + np.square(mean)
+    out = np.empty_like(features)
+    for i, row in enumerate(features):
+        std = np.sqrt(np.maximum(second - np.square(mean), 0.0))
+        out[i] = DomainStats.floored(mean, std).apply(row)
+        count += 1.0
+        mean = mean + (row - mean) / count
+        second = second + (np.square(row.astype(np.float64)) - second) / count
+    return out
+
+
+def head_scores(head, standardised: np.ndarray) -> np.ndarray:
+    return head.predict(LOGIT_SCALE * unit_scale(standardised), verbose=0)
+
+
+def top_figures(probabilities: np.ndarray, targets: np.ndarray, labels: tuple[str, ...]) -> dict[str, float]:
+    metrics = evaluate(probabilities, targets, labels)
+    return {"top1": round(metrics["top1"], 4), "top5": round(metrics["top5"], 4), "macro_top1": round(metrics["macro_top1"], 4)}
+
+
+def train_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, num_classes: int, log):
+    """The head and the shipped prior for one fold; nothing here reads ``styles[test]``."""
+    share = config.val_split if config.val_split is not None else HELD_OUT_SHARE
+    xs, ys, val_x, val_y, prior_rows = [], [], [], [], []
+    sizes = {"fit_images": 0, "held_out_images": 0}
+    for index, style in enumerate(styles):
+        if index == test:
+            continue
+        fit, held = held_out_rows(style.targets, style.groups, share, config.seed)
+        stats = DomainStats.of(style.copies[0][fit])
+        xs += [stats.apply(copy[fit]) for copy in style.copies]
+        ys += [style.targets[fit]] * len(style.copies)
+        val_x.append(stats.apply(style.copies[0][held]))
+        val_y.append(style.targets[held])
+        prior_rows.append(style.copies[0][fit])
+        sizes["fit_images"] += len(fit)
+        sizes["held_out_images"] += len(held)
+    if not sizes["held_out_images"]:
+        raise DatasetError("the training styles have no pictures to hold out for early stopping "
+                           "(each class needs two pictures or more per style)")
+    head, history = train_head(config, unit_scale(np.concatenate(xs)), np.concatenate(ys),
+                               unit_scale(np.concatenate(val_x)), np.concatenate(val_y), num_classes, log)
+    best = int(np.argmax(history["val_accuracy"]))
+    sizes.update(best_epoch=best + 1, epochs_run=len(history["loss"]), held_out_top1=round(history["val_accuracy"][best], 4))
+    return head, DomainStats.of(np.concatenate(prior_rows)), sizes
+
+
+def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, labels: tuple[str, ...], log) -> dict[str, Any]:
+    head, prior, sizes = train_fold(config, styles, test, len(labels), log)
+    style = styles[test]
+    features, targets = style.copies[0], style.targets
+    order = np.random.default_rng(config.seed).permutation(len(targets))  # the order the device meets them in
+    return {
+        "test_style": style.name,
+        "train_styles": [s.name for i, s in enumerate(styles) if i != test],
+        "test_images": len(targets),
+        **sizes,
+        "shipped_prior": top_figures(head_scores(head, prior.apply(features)), targets, labels),
+        "device_adaptation": top_figures(head_scores(head, causal_standardise(features[order], prior)), targets[order], labels),
+        "test_statistics_reference": top_figures(head_scores(head, DomainStats.of(features).apply(features)), targets, labels),
+    }
+
+
+def default_protocol_figure(config: TrainConfig, styles: list[StyleFeatures], labels: tuple[str, ...], log) -> dict[str, Any] | None:
+    """The default protocol's figure (twemoji + noto -> openmoji, statistics and epoch from openmoji),
+    from the same features, for continuity; None when the styles are not the embedded dataset's."""
+    by_name = {s.name: s for s in styles}
+    if not set(DEFAULT_TRAIN_STYLES + DEFAULT_VAL_STYLES) <= set(by_name):
+        return None
+    train = [by_name[n] for n in DEFAULT_TRAIN_STYLES]
+    val = by_name[DEFAULT_VAL_STYLES[0]]
+    xs, ys = [], []
+    for style in train:
+        stats = DomainStats.of(style.copies[0])
+        xs += [stats.apply(copy) for copy in style.copies]
+        ys += [style.targets] * len(style.copies)
+    target = DomainStats.of(val.copies[0])
+    head, history = train_head(config, unit_scale(np.concatenate(xs)), np.concatenate(ys),
+                               unit_scale(target.apply(val.copies[0])), val.targets, len(labels), log)
+    return {
+        "what": f"the default protocol: trained on {' + '.join(DEFAULT_TRAIN_STYLES)}, validated on {val.name}, whose "
+                "own statistics the model carries and on which the epoch was chosen: the tuned-on style, not held out",
+        "style": val.name,
+        "best_epoch": int(np.argmax(history["val_accuracy"])) + 1,
+        **top_figures(head_scores(head, target.apply(val.copies[0])), val.targets, labels),
+    }
+
+
+def style_features(config: TrainConfig, styles: Styles, extractor, rng: np.random.Generator, contract, log, started) -> list[StyleFeatures]:
+    out = []
+    for name, split in zip(styles.names, styles.splits):
+        images = load_images(split.files, contract)
+        copies = [pooled_features(extractor, images, config.feature_batch)]
+        for _ in range(config.augment_copies):
+            copies.append(pooled_features(extractor, augment_batch(images, rng, AugmentConfig()), config.feature_batch))
+        out.append(StyleFeatures(name, np.asarray(split.targets), [picture_group(p) for p in split.files], copies))
+        log(f"features: {name}, {len(images)} pictures x {len(copies)} copies [{time.time() - started:.0f} s]")
+    return out
+
+
+def mean_of(folds: list[dict[str, Any]], key: str) -> dict[str, float]:
+    return {m: round(float(np.mean([f[key][m] for f in folds])), 4) for m in ("top1", "top5", "macro_top1")}
+
+
+def table(report: dict[str, Any]) -> str:
+    rows = [f"{'held-out style':<16}{'images':>7}  {'top-1':>6}{'top-5':>7}  {'device-adapted top-1':>21}{'top-5':>7}  "
+            f"{'(own statistics) top-1':>23}"]
+    for f in report["folds"] + [{"test_style": "mean", "test_images": sum(f["test_images"] for f in report["folds"]),
+                                 **report["mean"]}]:
+        a, d, r = f["shipped_prior"], f["device_adaptation"], f["test_statistics_reference"]
+        rows.append(f"{f['test_style']:<16}{f['test_images']:>7}  {a['top1']:>6.3f}{a['top5']:>7.3f}  {d['top1']:>21.3f}"
+                    f"{d['top5']:>7.3f}  {r['top1']:>23.3f}")
+    old = report.get("default_protocol")
+    if old:
+        rows.append(f"for continuity, {old['style']} under the default protocol (validation = the tuned-on style): "
+                    f"top-1 {old['top1']:.3f}, top-5 {old['top5']:.3f}")
+    return "\n".join(rows)
+
+
+def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
+    """Evaluate leave-one-style-out and write ``loso_report.json`` into config.models_dir; returns the report."""
+    started = time.time()
+    from train.weights import resolve_weights
+
+    styles = load_styles([Path(p) for p in config.data] or None)
+    if config.val:
+        raise DatasetError("--val does not apply to --protocol loso: every style is tested in turn "
+                           "(--val-split sets the share of each training style held out for early stopping)")
+    if config.val_split is not None and not 0.0 < config.val_split < 1.0:
+        raise DatasetError(f"validation split {config.val_split} must be between 0 and 1 (the share of each training style "
+                           "held out for early stopping)")
+    weights = resolve_weights(config.weights)
+    if config.max_per_class:
+        rng = np.random.default_rng(config.seed)
+        styles.splits = [cut_split(split, config.max_per_class, rng) for split in styles.splits]
+    contract = InputContract(labels=styles.labels, input_size=config.input_size)
+    log(f"data: {len(styles.roots)} styles ({', '.join(styles.names)}), {contract.num_classes} classes, "
+        f"{sum(len(s) for s in styles.splits)} pictures")
+    extractor, _ = feature_extractor(contract, weights, config.alpha, config.feature_layer)
+    features = style_features(config, styles, extractor, np.random.default_rng(config.seed), contract, log, started)
+    feature_seconds = time.time() - started
+    folds = []
+    for test in range(len(features)):
+        log(f"fold {test + 1} of {len(features)}: test style {features[test].name}")
+        folds.append(evaluate_fold(config, features, test, contract.labels, log))
+    report = {
+        "protocol": "leave-one-style-out",
+        "data_from": {
+            "head": "the training styles minus a held-out share of each",
+            "early_stopping": "the held-out share of the training styles (never the test style)",
+            "shipped_prior": "standardisation statistics of the training styles' training shares",
+            "device_adaptation": f"running statistics from the shipped prior (worth {DEVICE_PRIOR:g} pictures), each "
+                                 "test picture answered before it is counted; test pictures in a seeded random order",
+            "test_statistics_reference": "the test style's own statistics (computed from the test pictures): "
+                                         "a reference only, not a held-out figure",
+        },
+        "styles": styles.names,
+        "roots": [str(r) for r in styles.roots],
+        "held_out_share": config.val_split if config.val_split is not None else HELD_OUT_SHARE,
+        "folds": folds,
+        "mean": {key: mean_of(folds, key) for key in ("shipped_prior", "device_adaptation", "test_statistics_reference")},
+        "default_protocol": default_protocol_figure(config, features, contract.labels, log),
+        "training": {"weights": "imagenet (download)" if weights == "imagenet" else ("random" if weights is None else str(weights)),
+                     "input_size": config.input_size, "feature_layer": config.feature_layer,
+                     "augment_copies": config.augment_copies, "epochs": config.epochs, "patience": config.patience,
+                     "seed": config.seed, "max_per_class": config.max_per_class},
+        "seconds": {"features": round(feature_seconds, 1), "total": round(time.time() - started, 1)},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    log(table(report))
+    models_dir = Path(config.models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(models_dir / LOSO_REPORT_FILE, report, indent=1)
+    log(f"wrote {models_dir / LOSO_REPORT_FILE} in {report['seconds']['total']:.0f} s "
+        f"(features {report['seconds']['features']:.0f} s)")
+    return report
+
