@@ -71,6 +71,14 @@ def preflight(args: argparse.Namespace) -> str | None:
         make_face_detector(args.detector)  # a bad --detector fails now, not after the features are computed
     except (WeightsError, DetectorError) as exc:
         return str(exc)
+    if args.protocol == "loso":
+        from train.data import DatasetError, check_loso_args, load_styles
+
+        try:
+            check_loso_args(args.val, args.val_split)
+            load_styles([Path(p) for p in args.data] or None)  # three styles, every class in each
+        except DatasetError as exc:
+            return str(exc)
     return None
 
 

@@ -245,6 +245,16 @@ class Styles:
         return [root.name for root in self.roots]
 
 
+def check_loso_args(val: Sequence[str | Path], val_split: float | None) -> None:
+    """The arguments --protocol loso cannot take; DatasetError with one line."""
+    if val:
+        raise DatasetError("--val does not apply to --protocol loso: every style is tested in turn "
+                           "(--val-split sets the share of each training style held out for early stopping)")
+    if val_split is not None and not 0.0 < val_split < 1.0:
+        raise DatasetError(f"validation split {val_split} must be between 0 and 1 (the share of each training style "
+                           "held out for early stopping)")
+
+
 def load_styles(roots: Sequence[Path] | None = None, minimum: int = 3) -> Styles:
     """Style folders (each a folder of class folders), every class in every style; DatasetError otherwise.
 

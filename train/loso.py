@@ -32,7 +32,8 @@ import numpy as np
 from edge.artifacts import atomic_write_json
 from edge.contract import InputContract
 from train.augment import AugmentConfig, augment_batch
-from train.data import DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, load_images, load_styles
+from train.data import (DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, check_loso_args, load_images,
+                        load_styles)
 from train.model import LOGIT_SCALE
 from train.pipeline import (SKIN_TONES, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor, pooled_features,
                             train_head, unit_scale)
@@ -207,12 +208,7 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
     from train.weights import resolve_weights
 
     styles = load_styles([Path(p) for p in config.data] or None)
-    if config.val:
-        raise DatasetError("--val does not apply to --protocol loso: every style is tested in turn "
-                           "(--val-split sets the share of each training style held out for early stopping)")
-    if config.val_split is not None and not 0.0 < config.val_split < 1.0:
-        raise DatasetError(f"validation split {config.val_split} must be between 0 and 1 (the share of each training style "
-                           "held out for early stopping)")
+    check_loso_args(config.val, config.val_split)
     weights = resolve_weights(config.weights)
     if config.max_per_class:
         rng = np.random.default_rng(config.seed)
