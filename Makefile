@@ -30,7 +30,7 @@ COMPARE ?=
 SHARED_FACES := $(patsubst %/list_attr_celeba.txt,%,$(wildcard ../shared/datasets/celeba-dev/list_attr_celeba.txt))
 FACES ?= $(SHARED_FACES)
 # The YuNet detector frames faces for the trait head besides Haar: TRAITS_DETECTOR=path, else DETECTOR,
-# else this workplace's ../shared/models copy when present.
+# else this workplace's ../shared/models copy when present, else the one 'make detector' cached (haar: Haar alone).
 SHARED_DETECTOR := $(firstword $(wildcard ../shared/models/face_detection_yunet_*.onnx))
 TRAITS_DETECTOR ?= $(or $(DETECTOR),$(SHARED_DETECTOR))
 SOURCE ?= 0

@@ -67,7 +67,7 @@ class FacesConfig:
     models_dir: Path
     folder: Path | None = None  # None: scikit-image's faces
     variant: str = DEFAULT_VARIANT
-    detector: str | None = None  # None: edge's default (OpenCV's bundled Haar cascade)
+    detector: str = "auto"  # edge's --detector: auto (YuNet when cached, else Haar), haar, or a file
     threads: int = 1
     show_progress: bool = True
     face_traits: Path | None = None  # None: traits.csv in the folder, when there is one

@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,20 +129,36 @@ def edge_command(config: PipelineConfig, variant: str, video: Path, records: Pat
     return command
 
 
-def run_edge(command: list[str]) -> tuple[float | None, str]:
-    """Run ``python -m edge``: (its FPS, "") or (None, why it failed: its last error line)."""
+EDGE_TIMEOUT_S = 600.0  # a camera loop over a few hundred frames takes seconds; past this it hangs
+
+
+def run_edge(command: list[str], timeout_s: float = EDGE_TIMEOUT_S) -> tuple[float | None, str]:
+    """Run ``python -m edge``: (its FPS, "") or (None, why it failed: its last error line, or that it hung)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     tail: collections.deque[str] = collections.deque(maxlen=20)
     fps = None
+    stopped = threading.Event()
     with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) as child:
-        for line in child.stderr:
-            found = SUMMARY_LINE.match(line)
-            if found:
-                fps = float(found[3])
-            elif line.strip():
-                tail.append(line.rstrip())
-        code = child.wait()
+
+        def stop() -> None:
+            stopped.set()
+            child.kill()
+
+        watchdog = threading.Timer(timeout_s, stop)
+        watchdog.start()
+        try:
+            for line in child.stderr:
+                found = SUMMARY_LINE.match(line)
+                if found:
+                    fps = float(found[3])
+                elif line.strip():
+                    tail.append(line.rstrip())
+            code = child.wait()
+        finally:
+            watchdog.cancel()
+    if stopped.is_set():
+        return None, f"python -m edge did not finish within {timeout_s:.0f} s and was stopped"
     if code != 0 or fps is None:
         errors = [line for line in tail if line.startswith("error:")]
         return None, (errors or list(tail) or [f"exit status {code}"])[-1]

@@ -141,6 +141,13 @@ def mjpeg_frames(url: str, count: int, timeout: float = 20.0) -> list[bytes]:
     return frames
 
 
+def count_markers(tail: bytes, block: bytes, marker: bytes) -> tuple[int, bytes]:
+    """Boundary markers in a stream read in blocks: (markers completed by ``block``, the tail to keep).
+    The tail is one byte shorter than a marker, so a marker cut in two is counted once and none twice."""
+    data = tail + block
+    return data.count(marker), data[-(len(marker) - 1):]
+
+
 class Viewer(threading.Thread):
     """An MJPEG client that reads the stream as fast as it comes and counts the frames. It reads
     raw blocks (no parsing per line), so that the viewers, which share this machine with the
@@ -167,12 +174,10 @@ class Viewer(threading.Thread):
                     block = sock.recv(1 << 16)
                     if not block:
                         break
-                    data = tail + block
-                    found = data.count(marker)
+                    found, tail = count_markers(tail, block, marker)
                     if found:
                         self.frames += found
                         self.ended = time.perf_counter()
-                    tail = data[-len(marker):]
         except OSError:
             pass
 

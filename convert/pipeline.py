@@ -98,7 +98,7 @@ def check_config(config: ConvertConfig) -> None:
 
 
 def labelled_face_crops(config: ConvertConfig, contract) -> tuple[np.ndarray, np.ndarray] | None:
-    """Face crops of the labelled test split (the device's Haar detector) and their trait labels."""
+    """Face crops of the labelled test split (Haar, the detector every device has) and their trait labels."""
     if config.faces_dir is None or not contract.has_traits:
         return None
     from edge.face_traits import FaceTraitsError, LabelledFaces, face_crops, read_labelled_faces

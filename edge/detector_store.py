@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +37,13 @@ class Release:
     file: str
     url: str
     sha256: str
-    size: int
 
 
 # The OpenCV model zoo's YuNet (MIT licence). The hash is the zoo's own Git LFS object id.
 YUNET = Release(
     file="face_detection_yunet_2023mar.onnx",
     url="https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
-    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
-    size=232_589,
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",  # 232,589 bytes
 )
 MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024  # YuNet is 0.2 MB; anything this large is not it
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -62,13 +61,10 @@ def cache_folder() -> Path:
 
 
 def cached_yunet(folder: Path | None = None) -> Path | None:
-    """The YuNet file in the cache: the release's name first, else any face_detection_yunet_*.onnx."""
+    """The YuNet file in the cache (install and fetch keep one; if several were copied in by hand, the newest)."""
     folder = folder if folder is not None else cache_folder()
-    preferred = folder / YUNET.file
-    if preferred.is_file():
-        return preferred
-    others = sorted(folder.glob("face_detection_yunet_*.onnx")) if folder.is_dir() else []
-    return others[-1] if others else None
+    found = [p for p in folder.glob("face_detection_yunet_*.onnx") if p.is_file()] if folder.is_dir() else []
+    return max(found, key=lambda p: (p.stat().st_mtime, p.name)) if found else None
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class Choice:
 
 def auto_choice() -> Choice:
     from_env = os.environ.get(DETECTOR_ENV, "").strip()
-    if from_env:
+    if from_env and from_env != "auto":
         return Choice(None if from_env == "haar" else Path(from_env).expanduser(), f"${DETECTOR_ENV}")
     cached = cached_yunet()
     if cached is not None:
@@ -99,18 +95,33 @@ def sha256_of(path: Path) -> str:
 
 
 def _check_loads(path: Path, what: str) -> None:
+    """The file must load as YuNet and run on a blank frame (another ONNX network loads, then fails to detect)."""
+    import cv2
+    import numpy as np
+
     from edge.faces import DetectorError, YuNetFaceDetector
 
     try:
-        YuNetFaceDetector(path)
+        YuNetFaceDetector(path).detect(np.zeros((240, 320, 3), np.uint8))
     except DetectorError as exc:
         raise StoreError(f"{what} is not a YuNet model OpenCV can load ({exc})") from None
+    except cv2.error:
+        raise StoreError(f"{what} loads as a network but does not run as YuNet (another ONNX model?)") from None
 
 
 def _place(staged: Path, folder: Path, name: str) -> Path:
-    """Rename the checked file into the cache (atomic: the old file or the new one, never half)."""
+    """Rename the checked file into the cache (atomic: the old file or the new one, never half), readable
+    by every user (a service may run as another user), and drop any other YuNet file so the choice is plain."""
     target = folder / name
-    os.replace(staged, target)
+    try:
+        os.chmod(staged, 0o644)
+        os.replace(staged, target)
+        for other in folder.glob("face_detection_yunet_*.onnx"):
+            if other != target:
+                other.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot write to the cache folder {folder} ({exc.strerror or exc}): "
+                         "set LOOKALIKE_CACHE to a writable folder") from None
     return target
 
 
@@ -137,7 +148,10 @@ def install(source: Path, folder: Path | None = None) -> Path:
     name = source.name if source.name.startswith("face_detection_yunet_") else YUNET.file
     staged = _staging(folder)
     try:
-        shutil.copyfile(source, staged)
+        try:
+            shutil.copyfile(source, staged)
+        except OSError as exc:
+            raise StoreError(f"cannot copy {source} into {folder} ({exc.strerror or exc})") from None
         return _place(staged, folder, name)
     finally:
         staged.unlink(missing_ok=True)
@@ -147,22 +161,18 @@ def fetch(url: str = YUNET.url, sha256: str | None = YUNET.sha256, folder: Path 
           timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
     """Download YuNet into the cache; refuse bytes whose sha256 differs from the one expected."""
     folder = folder if folder is not None else cache_folder()
-    name = Path(urllib.request.urlparse(url).path).name
+    name = Path(urllib.parse.urlparse(url).path).name
     name = name if name.startswith("face_detection_yunet_") and name.endswith(".onnx") else YUNET.file
     staged = _staging(folder)
     try:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, open(staged, "wb") as out:
-                received = 0
-                for block in iter(lambda: response.read(1 << 16), b""):
-                    received += len(block)
-                    if received > MAX_DOWNLOAD_BYTES:
-                        raise StoreError(f"{url} sent more than {MAX_DOWNLOAD_BYTES >> 20} MB: that is not YuNet")
-                    out.write(block)
+            response = urllib.request.urlopen(url, timeout=timeout)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
             raise StoreError(f"cannot download {url} ({reason}): on a machine without internet, copy the file "
                              "over and run 'python -m edge detector --install FILE'") from None
+        with response:
+            _receive(response, staged, url, folder)
         got = sha256_of(staged)
         if sha256 is not None and got != sha256.lower():
             raise StoreError(f"{url} sent a file whose sha256 is {got[:16]}..., not the expected {sha256[:16]}...: "
@@ -171,6 +181,26 @@ def fetch(url: str = YUNET.url, sha256: str | None = YUNET.sha256, folder: Path 
         return _place(staged, folder, name)
     finally:
         staged.unlink(missing_ok=True)
+
+
+def _receive(response, staged: Path, url: str, folder: Path) -> None:
+    """Copy the response into the staged file; a broken connection and a full disk say which they are."""
+    received = 0
+    with open(staged, "wb") as out:
+        while True:
+            try:
+                block = response.read(1 << 16)
+            except OSError as exc:
+                raise StoreError(f"the download of {url} broke off ({exc}): try again") from None
+            if not block:
+                return
+            received += len(block)
+            if received > MAX_DOWNLOAD_BYTES:
+                raise StoreError(f"{url} sent more than {MAX_DOWNLOAD_BYTES >> 20} MB: that is not YuNet")
+            try:
+                out.write(block)
+            except OSError as exc:
+                raise StoreError(f"cannot write the download into {folder} ({exc.strerror or exc})") from None
 
 
 def describe() -> str:

@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge.faces import find_faces
 from edge.contract import InputContract, crop_face, read_rgb
 
 ATTRIBUTE_FILE = "list_attr_celeba.txt"
@@ -124,7 +125,8 @@ def read_labelled_faces(folder: str | Path) -> LabelledFaces:
 
 
 def face_crops(faces: LabelledFaces, detectors, contract: InputContract, log) -> tuple[np.ndarray, np.ndarray]:
-    """Crops of every picture as each detector frames it: (crops, row of ``faces`` per crop)."""
+    """Crops of every picture as each detector frames it, found as the device finds faces in a still
+    picture (``edge.faces.find_faces``): (crops, row of ``faces`` per crop)."""
     crops, rows, unreadable = [], [], 0
     for row, path in enumerate(faces.files):
         try:
@@ -134,7 +136,7 @@ def face_crops(faces: LabelledFaces, detectors, contract: InputContract, log) ->
             continue
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         for detector in detectors:
-            boxes = detector.detect(bgr)
+            boxes = find_faces(bgr, detector)
             if boxes:
                 crops.append(crop_face(rgb, boxes[0], contract))
                 rows.append(row)

@@ -8,8 +8,9 @@ image's pixels, largest first. Detecting on a small image is what keeps the live
 Haar cascade's cost grows with the pixel count and the number of pyramid scales it scans. Each
 detector names the width it needs for a face 60 px wide in a 640x480 frame (``detect_width``).
 
-``find_faces`` is the one way a still picture is searched: the device's photo mode, the faces
-benchmark and training's face mean all call it.
+``find_faces`` is the one way a still picture is searched (shrunk to 640 px, detected, cut to the
+picture): the faces benchmark, training's face mean and the trait head's faces call it, and the
+device's photo mode takes the same steps inside the pipeline (a test checks the boxes agree).
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ class YuNetFaceDetector:
         if not path.is_file():
             raise DetectorError(
                 f"face detector {path} does not exist: download face_detection_yunet_*.onnx from the "
-                "OpenCV model zoo (opencv/opencv_zoo, models/face_detection_yunet) or drop --detector to use Haar"
+                "OpenCV model zoo (opencv/opencv_zoo, models/face_detection_yunet) or pass --detector haar"
             )
         if not hasattr(cv2, "FaceDetectorYN"):
             raise DetectorError(f"this OpenCV ({cv2.__version__}) has no FaceDetectorYN: install opencv-python >= 4.8")

@@ -442,7 +442,7 @@ class LookalikeLoop:
         if self.card_face is None:
             raise NoFaceError(
                 f"no face found in {self.source.name}: no card written "
-                "(try another photo, --detector path/to/yunet.onnx, or --full-frame)"
+                "(try another photo, the YuNet detector: python -m edge detector --fetch, or --full-frame)"
             )
         caption = f"{Path(str(self.source.name)).name} | {self.model.variant} model"
         return save_card(path, self.card_face, self.pictures, caption, self.card_frame, self.model.contract)

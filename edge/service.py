@@ -52,10 +52,12 @@ WantedBy=multi-user.target
 
 
 def _absolute(argv: list[str], workdir: Path) -> list[str]:
-    """Paths given to --models, --detector, --state and a video source, made absolute."""
+    """Paths given to --models, --detector (unless auto or haar), --state and a video source, made absolute."""
     out = list(argv)
     for i, value in enumerate(out[:-1]):
-        if value in ("--models", "--detector", "--state") or (value == "--source" and not _camera(out[i + 1])):
+        detector_name = value == "--detector" and out[i + 1] in ("auto", "haar")  # names, not files
+        if (value in ("--models", "--detector", "--state") and not detector_name) or (
+                value == "--source" and not _camera(out[i + 1])):
             out[i + 1] = str((workdir / out[i + 1]).expanduser().resolve())
     return out
 

@@ -59,7 +59,15 @@ QUICK_FACES = "40"  # labelled faces per split for the head, and test faces for 
 
 
 def run_python(args: list[str], what: str) -> None:
-    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    """A command of the session's quick model. Session fixtures come before ``private_state``, so the
+    command gets its own empty cache and state here (Haar, whatever this machine has cached)."""
+    import os
+    import tempfile
+
+    private = Path(tempfile.mkdtemp(prefix="session-"))
+    env = {k: v for k, v in os.environ.items() if k not in ("LOOKALIKE_DETECTOR", "LOOKALIKE_TOKEN")}
+    env.update(LOOKALIKE_CACHE=str(private / "cache"), LOOKALIKE_STATE=str(private / "state"))
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, f"{what} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
 
 

@@ -442,3 +442,27 @@ def test_pipeline_reads_fps_from_the_summary_line_edge_prints():
         line = RunSummary(frames=frames, seconds=seconds, mean_ms={"total": 3.0, "read": 1.0}).describe()
         found = SUMMARY_LINE.match(line)
         assert found and int(found[1]) == frames and float(found[3]) == round(frames / seconds, 1), line
+
+
+def test_mjpeg_markers_are_counted_once_however_the_stream_is_cut():
+    """The live-view benchmark counts frames by boundary markers; a marker at the very end of one read
+    was counted again with the next read (kept whole in the tail)."""
+    from benchmarks.serve_client import count_markers
+
+    marker = b"--frame"
+    stream = (b"x" * 10 + marker) * 5
+    for cut in range(1, len(stream)):
+        total, tail = 0, b""
+        for block in (stream[:cut], stream[cut:]):
+            found, tail = count_markers(tail, block, marker)
+            total += found
+        assert total == 5, cut
+
+
+def test_a_hung_camera_loop_is_stopped_and_reported():
+    import sys
+
+    from benchmarks.pipeline import run_edge
+
+    fps, why = run_edge([sys.executable, "-c", "import time; time.sleep(60)"], timeout_s=1)
+    assert fps is None and "did not finish within 1 s" in why

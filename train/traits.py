@@ -288,18 +288,29 @@ def train_head(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], l
     return kernel.astype(np.float32), bias.astype(np.float32), thresholds.astype(np.float32), metrics
 
 
+def trait_detectors(detector: str | None) -> list:
+    """The detectors that frame the labelled faces: always Haar (the device's fallback), plus YuNet: the
+    file given, or for 'auto' (the default) the one the device would pick; 'haar' alone for Haar only."""
+    from edge.detector_store import auto_choice
+    from edge.faces import HaarFaceDetector, make_face_detector
+
+    if detector in (None, "", "auto"):
+        detector = auto_choice().path
+    extra = None if detector in (None, "haar") else make_face_detector(detector)
+    return [HaarFaceDetector()] + ([extra] if extra is not None and extra.name != "haar" else [])
+
+
 def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | None, input_size: int = 224,
           max_per_split: int | None = None, log=print) -> TraitHead:
     import keras
 
-    from edge.faces import HaarFaceDetector, YuNetFaceDetector
     from train.model import build_backbone
     from train.weights import resolve_weights
 
     started = time.time()
     faces = read_labelled_faces(faces_dir)
     contract = InputContract(labels=("a", "b"), input_size=input_size)
-    detectors = [HaarFaceDetector()] + ([YuNetFaceDetector(detector_path)] if detector_path else [])
+    detectors = trait_detectors(detector_path)
     backbone = build_backbone(contract, resolve_weights(weights), feature_layer=TRAIT_LAYER)
     inputs = keras.Input((input_size, input_size, 3))
     scale, offset = contract.model_scaling
@@ -341,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faces", required=True, help="folder with list_attr_celeba.txt and the pictures (or images/)")
     parser.add_argument("--out", default=str(DEFAULT_HEAD), help="the head file to write")
     parser.add_argument("--weights", default=None, help="as for python -m train: imagenet, a .weights.h5 file, or random")
-    parser.add_argument("--detector", default=None, help="YuNet .onnx: frame faces with it as well as with Haar")
+    parser.add_argument("--detector", default="auto",
+                        help="frame the faces with Haar and also with this YuNet .onnx; auto: the YuNet the device "
+                             "would use (python -m edge detector), if any; haar: Haar only")
     parser.add_argument("--size", type=int, default=224, help="model input size (the character model's)")
     parser.add_argument("--max-per-split", type=int, default=None, help="at most this many pictures per split (quick runs)")
     args = parser.parse_args(argv)

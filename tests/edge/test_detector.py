@@ -145,10 +145,33 @@ def test_fetch_refuses_bytes_with_another_hash(cache, served, capsys):
     assert make_face_detector("auto").name == "haar"
 
 
-def test_the_default_download_is_checked_against_the_zoo_hash():
-    """Without --sha256, the zoo's URL is checked against the hash recorded for it."""
-    assert detector_store.YUNET.url.endswith(detector_store.YUNET.file)
-    assert len(detector_store.YUNET.sha256) == 64 and int(detector_store.YUNET.sha256, 16)
+def test_the_default_download_is_checked_against_the_recorded_hash(cache, served, monkeypatch, capsys):
+    """--fetch without --sha256 checks the zoo file's recorded hash: other bytes at that address are refused."""
+    root, url = served
+    shutil.copy(need(YUNET), root / detector_store.YUNET.file)  # a YuNet, but not the release recorded
+    release = detector_store.Release(detector_store.YUNET.file, f"{url}/{detector_store.YUNET.file}",
+                                     detector_store.YUNET.sha256)
+    monkeypatch.setattr(detector_store, "YUNET", release)
+    code, _, err = run_cli(["detector", "--fetch"], capsys)
+    assert "sha256" in one_error_line(code, err)
+    assert cache_files(cache) == []
+
+
+def test_auto_in_the_environment_means_auto(cache, monkeypatch):
+    monkeypatch.setenv(detector_store.DETECTOR_ENV, "auto")
+    assert make_face_detector("auto").name == "haar"  # the cache is empty
+
+
+def test_one_yunet_in_the_cache_after_installing_another(cache, tmp_path, capsys):
+    first = tmp_path / "face_detection_yunet_first.onnx"
+    second = tmp_path / "face_detection_yunet_second.onnx"
+    shutil.copy(need(YUNET), first)
+    shutil.copy(YUNET, second)
+    assert run_cli(["detector", "--install", str(second)], capsys)[0] == 0
+    assert run_cli(["detector", "--install", str(first)], capsys)[0] == 0
+    assert cache_files(cache) == [first.name]  # the one installed last is the one auto takes
+    assert detector_store.cached_yunet() == cache / first.name
+    assert (cache / first.name).stat().st_mode & 0o044 == 0o044  # readable by a service running as another user
 
 
 def test_fetch_from_nowhere_is_one_line(cache, served, capsys):

@@ -41,6 +41,20 @@ def test_video_source_is_made_absolute(tiny_models, tmp_path, capsys, monkeypatc
     assert code == 0 and f"--source {tmp_path / 'clip.mp4'}" in out
 
 
+def test_detector_names_stay_names_and_files_become_absolute(tiny_models, tmp_path, capsys, monkeypatch):
+    """--detector auto and haar are names: made into paths they would stop the service at every boot."""
+    monkeypatch.chdir(tmp_path)
+
+    def detector_in_unit(value: str) -> str:
+        code, out, err = unit(["--models", tiny_models, "--detector", value], capsys)
+        assert code == 0, err
+        command = shlex.split(next(line for line in out.splitlines() if line.startswith("ExecStart=")).split("=", 1)[1])
+        return command[command.index("--detector") + 1]
+
+    assert detector_in_unit("auto") == "auto" and detector_in_unit("haar") == "haar"
+    assert detector_in_unit("yunet.onnx") == str(tmp_path / "yunet.onnx")
+
+
 def test_token_never_goes_into_the_unit(tiny_models, capsys):
     code, out, err = unit(["--models", tiny_models, "--token", "secret-secret"], capsys)
     assert code == 1 and out == "" and "/etc/default/cartoon-lookalike" in err and "secret-secret" not in err
