@@ -13,7 +13,6 @@ from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, model_path
 from edge.sources import Frame, FrameSource, open_source
 from edge_helpers import check_record, leftovers, read_jsonl, run_cli
-from shared_paths import YUNET, need
 
 
 @pytest.fixture(scope="session")
@@ -201,14 +200,6 @@ def test_every_variant_runs(variant, portrait, tiny_models, labels, tmp_path, ca
     record = read_jsonl(results)[0]
     check_record(record, labels)
     assert len(record["faces"]) == 1, "every variant finds and ranks the one face"
-
-
-def test_yunet_detector(face_video, tiny_models, tmp_path, capsys):
-    results = tmp_path / "r.jsonl"
-    code, _, stderr = run_cli([face_video, "--models", tiny_models, "--no-window", "--json", results,
-                               "--detector", need(YUNET), "--max-frames", 30], capsys)
-    assert code == 0, stderr
-    assert sum(1 for r in read_jsonl(results) if r["faces"]) >= 28
 
 
 def test_astronaut_without_scikit_image_is_one_line(tiny_models, tmp_path, capsys):
