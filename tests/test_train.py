@@ -439,8 +439,11 @@ def test_device_adaptation_answers_each_picture_before_learning_from_it():
         (make_styles, "ink", [], "is not a folder of style folders"),
         (make_styles, "", ["--val", "/tmp"], "--val does not apply to --protocol loso"),
         (make_styles, "", ["--val-split", "1.5"], "validation split 1.5 must be between 0 and 1"),
+        (make_styles, "", ["--faces", "/tmp"], "--faces does not apply to --protocol loso"),
+        (make_styles, "", ["--detector", "haar"], "--detector does not apply to --protocol loso"),
     ],
-    ids=["two-styles", "style-missing-a-class", "empty-class-in-a-style", "no-style-folders", "val", "val-split"],
+    ids=["two-styles", "style-missing-a-class", "empty-class-in-a-style", "no-style-folders", "val", "val-split",
+         "faces", "detector"],
 )
 def test_loso_bad_input_is_one_line_and_nothing_written(tmp_path, build, data, extra, message):
     root = tmp_path / "styles"

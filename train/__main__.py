@@ -61,6 +61,11 @@ def preflight(args: argparse.Namespace) -> str | None:
     from edge.faces import DetectorError, make_face_detector
     from train.weights import WeightsError, resolve_weights
 
+    if args.protocol == "loso":  # it trains heads on drawings only: no face mean, no trait head
+        given = [flag for flag, value in (("--faces", args.faces), ("--detector", args.detector != "auto"),
+                                          ("--traits", args.traits), ("--no-traits", args.no_traits)) if value]
+        if given:
+            return f"{given[0]} does not apply to --protocol loso (it measures the character head on drawings alone)"
     for folder in [*args.data, *args.val]:
         if not Path(folder).exists():
             return f"dataset folder {folder} does not exist"
