@@ -190,7 +190,7 @@ def measure_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "frame_size": size,
         "model": model_path(config.models_dir, variant).name,
         "threads": config.threads,
-        "detector": describe_detector(make_face_detector(config.detector), config.detector),
+        "detector": describe_detector(make_face_detector(config.detector)),
         "frames": len(frames),
         "fps": fps,
         "detected_frames": sum(1 for r in frames if r.get("detected")),

@@ -140,14 +140,21 @@ AUTO = "auto"
 
 def make_face_detector(detector: str | os.PathLike | None = AUTO, haar: HaarSettings = HaarSettings()) -> FaceDetector:
     """'auto' or None -> YuNet when the device has it (edge/detector_store.py), else Haar; 'haar' -> the
-    bundled Haar cascade; an .onnx path -> YuNet; an .xml path -> that cascade."""
+    bundled Haar cascade; an .onnx path -> YuNet; an .xml path -> that cascade. The detector's ``source``
+    says which file it runs and why (``describe_detector``)."""
+    source = str(detector)
     if detector is None or str(detector) in ("", AUTO):
         from edge.detector_store import auto_choice
 
         choice = auto_choice()
-        if choice.path is None:
-            return HaarFaceDetector(haar)
-        detector = choice.path
+        source = f"auto: {choice.reason}" if choice.path is None else str(choice.path)
+        detector = "haar" if choice.path is None else choice.path
+    found = _detector_for(detector, haar)
+    found.source = source
+    return found
+
+
+def _detector_for(detector: str | os.PathLike, haar: HaarSettings) -> FaceDetector:
     if str(detector) == "haar":
         return HaarFaceDetector(haar)
     path = Path(detector).expanduser()
@@ -164,14 +171,9 @@ def make_face_detector(detector: str | os.PathLike | None = AUTO, haar: HaarSett
     return YuNetFaceDetector(path)
 
 
-def describe_detector(detector: FaceDetector, asked: str | os.PathLike | None) -> str:
+def describe_detector(detector: FaceDetector) -> str:
     """One line for the start of a run: which detector runs and, for auto, why."""
-    if asked is None or str(asked) in ("", AUTO):
-        from edge.detector_store import auto_choice
-
-        choice = auto_choice()
-        return f"{detector.name} (auto: {choice.reason})" if choice.path is None else f"{detector.name} ({choice.path})"
-    return f"{detector.name} ({asked})"
+    return f"{detector.name} ({getattr(detector, 'source', detector.name)})"
 
 
 def downscale(bgr: np.ndarray, width: int) -> tuple[np.ndarray, float]:

@@ -155,7 +155,7 @@ def run(options: RunOptions, source: FrameSource | None = None) -> RunSummary:
 
         def tell_detector() -> None:  # a camera's user wants to know; a file's run stays quiet on stderr
             if detector is not None and not options.quiet:
-                print(f"face detector: {describe_detector(detector, options.detector)}, "
+                print(f"face detector: {describe_detector(detector)}, "
                       f"detecting at {pipeline.detect_width} px wide", file=sys.stderr, flush=True)
 
         if server is not None:

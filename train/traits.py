@@ -291,13 +291,10 @@ def train_head(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], l
 def trait_detectors(detector: str | None) -> list:
     """The detectors that frame the labelled faces: always Haar (the device's fallback), plus YuNet: the
     file given, or for 'auto' (the default) the one the device would pick; 'haar' alone for Haar only."""
-    from edge.detector_store import auto_choice
-    from edge.faces import HaarFaceDetector, make_face_detector
+    from edge.faces import AUTO, HaarFaceDetector, make_face_detector
 
-    if detector in (None, "", "auto"):
-        detector = auto_choice().path
-    extra = None if detector in (None, "haar") else make_face_detector(detector)
-    return [HaarFaceDetector()] + ([extra] if extra is not None and extra.name != "haar" else [])
+    extra = make_face_detector(detector or AUTO)
+    return [HaarFaceDetector()] + ([extra] if extra.name != "haar" else [])
 
 
 def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | None, input_size: int = 224,
