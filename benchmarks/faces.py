@@ -413,7 +413,8 @@ def faces_section(config: FacesConfig) -> dict[str, Any]:
         model = LookalikeModel(model_path(config.models_dir, config.variant), num_threads=config.threads)
         shipped = dict(embedding_dim=model.contract.embedding_dim, traits=model.contract.traits,
                        thresholds=model.contract.trait_thresholds)  # as the device matches: with the traits read
-        matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, adapt=False, **shipped)
+        matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, adapt=False, adapt_style=False,
+                                                **shipped)
         device = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, adapt=True, **shipped)
     except ModelError as exc:
         raise BenchmarkError(str(exc)) from exc

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(glasses, hair, beard ...)")
     parser.add_argument("--fixed-face-mean", action="store_true",
                         help="keep the shipped face mean instead of adapting it to the people seen")
+    parser.add_argument("--fixed-statistics", action="store_true",
+                        help="keep the classifier's shipped feature statistics (those of the training styles) "
+                             "instead of learning those of the pictures or faces seen")
     parser.add_argument("--no-window", action="store_true", help="headless: no window (use --output, --json, --card)")
     parser.add_argument("--output", type=Path, help="annotated video (.mp4, .avi), or image for a single photo")
     parser.add_argument("--json", type=Path, dest="json_path", help="results, one JSON object per frame or picture")
@@ -165,6 +168,7 @@ def options_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         astronaut=args.astronaut,
         match=args.match,
         adapt_faces=not args.fixed_face_mean,
+        adapt_style=not args.fixed_statistics,
         use_traits=not args.no_traits,
         max_frames=args.max_frames,
         camera_size=args.camera_size,

@@ -44,6 +44,7 @@ class RunOptions:
     astronaut: bool = False  # use scikit-image's astronaut photo as the source
     match: str = "auto"
     adapt_faces: bool = True  # the gallery's face mean follows the people seen (edge.matcher.FaceDomain)
+    adapt_style: bool = True  # the classifier's feature statistics follow the pictures seen (edge.style_domain)
     use_traits: bool = True  # weigh the traits the model reads from a face (glasses, hair ...) in the match
     max_frames: int | None = None
     camera_size: tuple[int, int] = (640, 480)
@@ -110,7 +111,8 @@ def make_matcher(model: LookalikeModel, options: RunOptions, state: StateFolder 
     thresholds = contract.trait_thresholds if options.use_traits else ()
     full_frame = options.pipeline.full_frame
     matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, contract.embedding_dim,
-                                            options.match, options.adapt_faces, traits, thresholds)
+                                            options.match, options.adapt_faces, traits, thresholds,
+                                            adapt_style=options.adapt_style)
     enrolled = None
     if matcher.gallery is not None:
         matcher.gallery.drawings = full_frame

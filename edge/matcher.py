@@ -36,6 +36,7 @@ import numpy as np
 
 from edge.ranking import top_k_indices
 from edge.runtime import ModelError, Prediction, Sidecar
+from edge.style_domain import ClassifierHead, StyleAdaptation
 from edge.traits import CHARACTER_TRAITS, MATCHED_BY, PERSON_TRAITS, TERM_NAMES, person_terms, picture_terms
 
 METHODS = ("auto", "classifier", "gallery")
@@ -315,6 +316,9 @@ class LookalikeMatcher:
         self.method = method
         self.traits = tuple(traits)  # names of the model's traits output; empty: traits are not used
         self.thresholds = tuple(thresholds)
+        # The classifier with feature statistics that follow the pictures seen (``edge.style_domain``);
+        # None: the model's own probabilities, standardised by the shipped statistics.
+        self.style: StyleAdaptation | None = None
 
     @property
     def primary(self) -> str:
@@ -324,17 +328,29 @@ class LookalikeMatcher:
         return "gallery" if self.gallery is not None and self.gallery.calibrated else "classifier"
 
     def observe(self, prediction: Prediction) -> bool:
-        """A new face was seen: let an adaptive gallery's face mean count it (see ``FaceDomain``)."""
-        return self.gallery.observe(prediction.embedding) if self.gallery is not None else False
+        """A new face (or picture) was seen, after it was answered: let an adaptive gallery's face mean
+        (``FaceDomain``, faces only) and the adaptive classifier's statistics (``StyleAdaptation``) count it."""
+        counted = False
+        if self.gallery is not None and not self.gallery.drawings:
+            counted = self.gallery.observe(prediction.embedding)
+        if self.style is not None and prediction.features is not None:
+            counted = self.style.observe(prediction.features) or counted
+        return counted
 
     def score(self, prediction: Prediction) -> MatchScores:
         traits = prediction.traits if self.traits and prediction.traits is not None else None
+        classifier = np.asarray(prediction.probabilities, dtype=np.float32)
+        embedding = prediction.embedding
+        if self.style is not None and prediction.features is not None:
+            adapted = self.style.embedding(prediction.features)
+            classifier = self.style.head.probabilities(adapted)
+            if self.gallery is not None and self.gallery.drawings:
+                embedding = adapted  # a drawing meets the gallery in its style's statistics too
         gallery = pictures = None
         if self.gallery is not None:
             person = person_terms(traits, self.traits, self.thresholds) if traits is not None else None
-            gallery, pictures = self.gallery.scores(prediction.embedding, person)
-        return MatchScores(np.asarray(prediction.probabilities, dtype=np.float32), gallery,
-                           None if traits is None else np.asarray(traits, np.float32), pictures)
+            gallery, pictures = self.gallery.scores(embedding, person)
+        return MatchScores(classifier, gallery, None if traits is None else np.asarray(traits, np.float32), pictures)
 
     def rank(self, scores: MatchScores, k: int = 3) -> Lookalike:
         classifier = top_k(self.labels, scores.classifier, k)
@@ -360,11 +376,17 @@ class LookalikeMatcher:
     @classmethod
     def from_sidecar(cls, tflite_path: str | Path, sidecar: Sidecar, labels: tuple[str, ...],
                      embedding_dim: int, method: str = "auto", adapt: bool = True, traits: tuple[str, ...] = (),
-                     thresholds: tuple[float, ...] = ()) -> "LookalikeMatcher":
+                     thresholds: tuple[float, ...] = (), adapt_style: bool = True) -> "LookalikeMatcher":
         """The matcher a converted model was shipped with: its gallery and matching parameters.
         ``adapt``: let a centred gallery's face mean follow the faces seen (``FaceDomain``).
+        ``adapt_style``: let the classifier's feature statistics follow the pictures seen
+        (``edge.style_domain``; needs a gallery with the classifier's weights).
         ``traits``/``thresholds``: the model's trait output (the contract's); empty: match without traits."""
-        gallery = load_gallery(tflite_path, sidecar, embedding_dim)
+        shipped = shipped_gallery_arrays(sidecar)
+        gallery = head = None
+        if shipped is not None:
+            gallery = gallery_from_arrays(*shipped, sidecar, tflite_path, embedding_dim)
+            head = classifier_head(*shipped, embedding_dim, len(labels)) if adapt_style else None
         matching = sidecar.matching
         if gallery is not None and matching.get("temperature") is not None:
             gallery.temperature = _positive(matching["temperature"], sidecar.path)
@@ -372,17 +394,49 @@ class LookalikeMatcher:
             gallery.adapt()
         if method == "auto" and matching.get("method") in METHODS:
             method = matching["method"]
-        return cls(labels, gallery, method, traits, thresholds)
+        matcher = cls(labels, gallery, method, traits, thresholds)
+        if head is not None:
+            matcher.style = StyleAdaptation.start(head)
+        return matcher
 
 
-def load_gallery(tflite_path: str | Path, sidecar: Sidecar, embedding_dim: int) -> GalleryScoring | None:
-    """The gallery named by the sidecar, or None when the sidecar names none."""
+def classifier_head(path: Path, arrays: dict[str, np.ndarray], embedding_dim: int, classes: int) -> ClassifierHead | None:
+    """The classifier's last layer from the gallery (``head_kernel`` (D, C), ``head_bias`` (C,)), or
+    None when the gallery has none (a model trained before they were shipped)."""
+    if "head_kernel" not in arrays and "head_bias" not in arrays:
+        return None
+    try:
+        kernel = np.asarray(arrays["head_kernel"], dtype=np.float32)
+        bias = np.asarray(arrays["head_bias"], dtype=np.float32).reshape(-1)
+    except KeyError as exc:
+        raise ModelError(f"{path} has no {exc.args[0]!r} array beside the other half of the classifier: run 'make train' again") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: the classifier's weights are not numbers ({exc}): run 'make train' again") from exc
+    if kernel.shape != (embedding_dim, classes) or bias.shape != (classes,) \
+            or not (np.all(np.isfinite(kernel)) and np.all(np.isfinite(bias))):
+        raise ModelError(f"{path}: the classifier's weights have shapes {kernel.shape} and {bias.shape}, the model needs "
+                         f"({embedding_dim}, {classes}) and ({classes},) of finite numbers: run 'make train' again")
+    return ClassifierHead(kernel, bias)
+
+
+def shipped_gallery_arrays(sidecar: Sidecar) -> tuple[Path, dict[str, np.ndarray]] | None:
+    """The gallery file the sidecar names and its arrays, or None when the sidecar names none."""
     if not sidecar.gallery:
         return None
     path = sidecar.beside(sidecar.gallery)
     if not path.is_file():
         raise ModelError(f"{path} (named by {sidecar.path.name}) is missing: copy it with the model, or run 'make train' and 'make convert'")
-    arrays = read_gallery_file(path)
+    return path, read_gallery_file(path)
+
+
+def load_gallery(tflite_path: str | Path, sidecar: Sidecar, embedding_dim: int) -> GalleryScoring | None:
+    """The gallery named by the sidecar, or None when the sidecar names none."""
+    shipped = shipped_gallery_arrays(sidecar)
+    return None if shipped is None else gallery_from_arrays(*shipped, sidecar, tflite_path, embedding_dim)
+
+
+def gallery_from_arrays(path: Path, arrays: dict[str, np.ndarray], sidecar: Sidecar, tflite_path: str | Path,
+                        embedding_dim: int) -> GalleryScoring:
     labels, embeddings = gallery_classes(arrays, path)
     check_generation(arrays, sidecar, path, tflite_path)
     if embeddings.ndim != 2 or embeddings.shape != (len(labels), embedding_dim):

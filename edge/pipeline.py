@@ -193,7 +193,9 @@ class LookalikePipeline:
             prediction = self.model.predict_mirrored(crop) if self.options.mirror else self.model.predict(crop)
         with timer.stage("match"):
             scores = self.matcher.score(prediction)
-            if track.classifications == 0 and not self.options.full_frame:
+            if self.options.full_frame:
+                self.matcher.observe(prediction)  # a picture, after its answer: the style statistics count it
+            elif track.classifications == 0:
                 self.matcher.observe(prediction)  # a new face: the face domain learns it once
             smoothing = 1.0 if still or track.scores is None else self.options.smoothing
             track.scores = scores if smoothing == 1.0 else track.scores.blend(scores, smoothing)

@@ -126,6 +126,9 @@ class Prediction:
     probabilities: np.ndarray  # (C,) float32
     embedding: np.ndarray  # (D,) float32, L2-normalised
     traits: np.ndarray | None = None  # (T,) float32 probabilities of the contract's traits, when the model reads them
+    # (D,) float32, the embedding output as it came (standardised features / sqrt(D), not renormalised):
+    # what the adaptive classifier re-standardises (edge.style_domain)
+    features: np.ndarray | None = None
 
 
 class LookalikeModel:
@@ -205,12 +208,11 @@ class LookalikeModel:
             raise ValueError(f"expected a {size}x{size}x3 uint8 RGB image, got {image.shape} {image.dtype}")
         self.interpreter.set_tensor(self._input["index"], self._quantize_input(image)[None])
         self.interpreter.invoke()
-        embedding = self._read_output(self._outputs["embedding"])
-        norm = float(np.linalg.norm(embedding))
-        if norm > 0:
-            embedding = embedding / norm  # quantization leaves it a little off unit length
+        features = self._read_output(self._outputs["embedding"])
+        norm = float(np.linalg.norm(features))
+        embedding = features / norm if norm > 0 else features  # quantization leaves it a little off unit length
         traits = self._read_output(self._outputs["traits"]) if self.contract.has_traits else None
-        return Prediction(self._read_output(self._outputs["probabilities"]), embedding, traits)
+        return Prediction(self._read_output(self._outputs["probabilities"]), embedding, traits, features)
 
     def predict_mirrored(self, image: np.ndarray) -> Prediction:
         """The average of an image and its mirror image: an answer that does not depend on which
@@ -222,4 +224,5 @@ class LookalikeModel:
         if norm > 0:
             embedding = embedding / norm
         traits = None if first.traits is None else (first.traits + second.traits) / 2.0
-        return Prediction((first.probabilities + second.probabilities) / 2.0, embedding, traits)
+        return Prediction((first.probabilities + second.probabilities) / 2.0, embedding, traits,
+                          (first.features + second.features) / 2.0)

@@ -243,9 +243,42 @@ def test_train_command_writes_every_artifact(tmp_path):
     assert gallery["face_mean"].shape == (card["contract"]["embedding_dim"],)
     assert float(gallery["temperature"]) > 0
     assert card["face_domain"]["faces"] >= 100
+    # The classifier's last layer travels for the device's adaptive classifier (edge.style_domain).
+    import keras
+
+    kernel, bias = keras.models.load_model(models / "lookalike.keras").get_layer("probabilities").get_weights()
+    np.testing.assert_array_equal(gallery["head_kernel"], kernel)
+    np.testing.assert_array_equal(gallery["head_bias"], bias)
+    assert card["metrics"]["validation"]["device_adaptation"]["counted"] >= 1
     # The characters' traits travel with the model, for the benchmark's sense measurement.
     assert card["character_traits"] == "character_traits.csv"
     assert (models / "character_traits.csv").read_text() == "character,traits\nowl,glasses older\n"
+
+
+def test_the_validation_pictures_choose_nothing_the_model_carries(tmp_path):
+    """Neither the statistics the model ships nor its epoch come from --val: two runs that differ only
+    in their validation pictures write the same model (and the card says what chose the epoch)."""
+    import keras
+
+    train = make_dataset(tmp_path / "train", per_class=6)
+    rng = np.random.default_rng(5)
+    models = {}
+    for run in ("a", "b"):
+        val = tmp_path / f"val_{run}"
+        for name in ("cat", "dog", "owl"):
+            for i in range(3):
+                write_image(val / name / f"{i}.png", tuple(int(v) for v in rng.integers(0, 256, 3)))
+        models[run] = tmp_path / f"models_{run}"
+        result = run_train("--data", str(train), "--val", str(val), "--models", str(models[run]), "--weights", "random",
+                           "--size", "32", "--epochs", "6", "--augment-copies", "1", "--no-traits")
+        assert result.returncode == 0, result.stderr[-2000:]
+    layers = ("domain_standardisation", "probabilities")
+    weights = {run: [w for name in layers for w in keras.models.load_model(m / "lookalike.keras").get_layer(name).get_weights()]
+               for run, m in models.items()}
+    for a, b in zip(weights["a"], weights["b"]):
+        np.testing.assert_array_equal(a, b)
+    card = json.loads((models["a"] / "model_card.json").read_text())
+    assert card["metrics"]["validation"]["epochs_from"].startswith("held-out share of the training pictures")
 
 
 def test_a_traits_table_for_other_characters_stops_training_before_it_starts(tmp_path):
@@ -397,7 +430,7 @@ def test_nothing_a_fold_carries_comes_from_the_test_style():
 
 
 def test_held_out_share_keeps_skin_tone_variants_together_and_every_class_in_training():
-    from train.loso import held_out_rows, picture_group
+    from train.data import held_out_rows, picture_group
 
     names = ["1f468-1f3fb-200d-1f9b2", "1f468-200d-1f9b2", "1f469-1f3fd-200d-1f9b2", "1f469-200d-1f9b2", "1f47d"]
     files = [Path("bald") / f"{n}.png" for n in names[:4]] + [Path("alien") / f"{names[4]}.png"]
@@ -406,26 +439,6 @@ def test_held_out_share_keeps_skin_tone_variants_together_and_every_class_in_tra
     fit, held = held_out_rows(np.array([0, 0, 0, 0, 1]), groups, 0.2, seed=3)
     assert sorted(held.tolist()) in ([0, 1], [2, 3])  # one whole group of the bald man or woman
     assert 4 in fit and not set(fit) & set(held)  # a class with one picture stays in training
-
-
-def test_device_adaptation_answers_each_picture_before_learning_from_it():
-    from train.loso import causal_standardise
-    from train.pipeline import DomainStats
-
-    rng = np.random.default_rng(0)
-    features = rng.normal(3.0, 2.0, (400, 6)).astype(np.float32)
-    prior = DomainStats(np.zeros(6, np.float32), np.ones(6, np.float32))
-    out = causal_standardise(features, prior, prior_weight=10)
-    np.testing.assert_allclose(out[0], prior.apply(features[0]))  # the first picture meets the shipped prior
-    changed = features.copy()
-    changed[5] += 100.0
-    again = causal_standardise(changed, prior, prior_weight=10)
-    np.testing.assert_allclose(again[:5], out[:5])  # no picture sees one after it
-    assert all(not np.allclose(a, b) for a, b in zip(again[6:], out[6:]))  # ... and every later picture has learnt from it
-    # After many pictures the style's own statistics decide; a heavy prior holds its place.
-    np.testing.assert_allclose(out[-1], DomainStats.of(features[:-1]).apply(features[-1]), atol=0.15)
-    heavy = causal_standardise(features, prior, prior_weight=1e9)
-    np.testing.assert_allclose(heavy, prior.apply(features), atol=1e-4)
 
 
 @pytest.mark.parametrize(

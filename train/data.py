@@ -295,3 +295,33 @@ def load_styles(roots: Sequence[Path] | None = None, minimum: int = 3) -> Styles
     if skipped:
         warn(f"skipped {len(skipped)} unreadable file(s)")
     return Styles(labels, roots, splits, skipped)
+
+
+SKIN_TONES = ("1f3fb", "1f3fc", "1f3fd", "1f3fe", "1f3ff")  # emoji skin tone modifiers, in file names
+
+
+def has_skin_tone(file_name: str) -> bool:
+    """Is the picture an emoji drawn with a skin tone modifier (its code points name one)?"""
+    return any(tone in file_name.lower() for tone in SKIN_TONES)
+
+
+def picture_group(path: Path) -> str:
+    """The picture's name without emoji skin-tone modifiers: its tone variants are one group."""
+    parts = [p for p in path.stem.lower().split("-") if p not in SKIN_TONES]
+    return f"{path.parent.name}/{'-'.join(parts)}"
+
+
+def held_out_rows(targets: np.ndarray, groups: list[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training rows, held-out rows): per class a seeded share of its picture groups is held out
+    (one at least when the class has two groups or more, never all)."""
+    rng = random.Random(seed)
+    held: list[int] = []
+    for c in np.unique(targets):
+        rows = np.flatnonzero(targets == c)
+        names = sorted({groups[r] for r in rows})
+        rng.shuffle(names)
+        n_held = min(max(int(round(len(names) * share)), 1), len(names) - 1) if len(names) >= 2 else 0
+        chosen = set(names[:n_held])
+        held += [int(r) for r in rows if groups[r] in chosen]
+    held_rows = np.array(sorted(held), dtype=np.int64)
+    return np.setdiff1d(np.arange(len(targets)), held_rows), held_rows

@@ -21,7 +21,6 @@ plus a few seconds of head training per fold. Only ``loso_report.json`` is writt
 from __future__ import annotations
 
 import platform
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,18 +30,15 @@ import numpy as np
 
 from edge.artifacts import atomic_write_json
 from edge.contract import InputContract
+from edge.style_domain import PRIOR_PICTURES, causal_standardise
 from train.augment import AugmentConfig, augment_batch
-from train.data import (DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, check_loso_args, load_images,
-                        load_styles)
+from train.data import (DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, check_loso_args, held_out_rows,
+                        load_images, load_styles, picture_group)
 from train.model import LOGIT_SCALE
-from train.pipeline import (SKIN_TONES, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor, pooled_features,
+from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor, pooled_features,
                             train_head, unit_scale)
 
 LOSO_REPORT_FILE = "loso_report.json"
-HELD_OUT_SHARE = 0.2  # of each training style, for the epoch (when --val-split is not given)
-# How many pictures the shipped prior weighs in the device's running estimate. Fixed before any
-# measurement, not tuned: a style's own statistics take over after a few dozen pictures.
-DEVICE_PRIOR = 30.0
 
 
 @dataclass
@@ -53,45 +49,6 @@ class StyleFeatures:
     targets: np.ndarray
     groups: list[str]  # pictures that differ only by skin tone share a group
     copies: list[np.ndarray]
-
-
-def picture_group(path: Path) -> str:
-    """The picture's name without emoji skin-tone modifiers: its tone variants are one group."""
-    parts = [p for p in path.stem.lower().split("-") if p not in SKIN_TONES]
-    return f"{path.parent.name}/{'-'.join(parts)}"
-
-
-def held_out_rows(targets: np.ndarray, groups: list[str], share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training rows, held-out rows): per class a seeded share of its picture groups is held out
-    (one at least when the class has two groups or more, never all)."""
-    rng = random.Random(seed)
-    held: list[int] = []
-    for c in np.unique(targets):
-        rows = np.flatnonzero(targets == c)
-        names = sorted({groups[r] for r in rows})
-        rng.shuffle(names)
-        n_held = min(max(int(round(len(names) * share)), 1), len(names) - 1) if len(names) >= 2 else 0
-        chosen = set(names[:n_held])
-        held += [int(r) for r in rows if groups[r] in chosen]
-    held_rows = np.array(sorted(held), dtype=np.int64)
-    return np.setdiff1d(np.arange(len(targets)), held_rows), held_rows
-
-
-def causal_standardise(features: np.ndarray, prior: DomainStats, prior_weight: float = DEVICE_PRIOR) -> np.ndarray:
-    """Each row standardised by a running estimate of its domain's statistics that starts from
-    ``prior`` (worth ``prior_weight`` rows) and has seen only the rows before it, as on a device
-    that answers a picture and then learns from it."""
-    count = float(prior_weight)
-    mean = prior.mean.astype(np.float64)
-    second = np.square(prior.std.astype(np.float64)) + np.square(mean)
-    out = np.empty_like(features)
-    for i, row in enumerate(features):
-        std = np.sqrt(np.maximum(second - np.square(mean), 0.0))
-        out[i] = DomainStats.floored(mean, std).apply(row)
-        count += 1.0
-        mean = mean + (row - mean) / count
-        second = second + (np.square(row.astype(np.float64)) - second) / count
-    return out
 
 
 def head_scores(head, standardised: np.ndarray) -> np.ndarray:
@@ -141,7 +98,8 @@ def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, l
         "test_images": len(targets),
         **sizes,
         "shipped_prior": top_figures(head_scores(head, prior.apply(features)), targets, labels),
-        "device_adaptation": top_figures(head_scores(head, causal_standardise(features[order], prior)), targets[order], labels),
+        "device_adaptation": top_figures(head_scores(head, causal_standardise(prior.apply(features[order]))), targets[order],
+                                         labels),
         "test_statistics_reference": top_figures(head_scores(head, DomainStats.of(features).apply(features)), targets, labels),
     }
 
@@ -229,7 +187,7 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
             "head": "the training styles minus a held-out share of each",
             "early_stopping": "the held-out share of the training styles (never the test style)",
             "shipped_prior": "standardisation statistics of the training styles' training shares",
-            "device_adaptation": f"running statistics from the shipped prior (worth {DEVICE_PRIOR:g} pictures), each "
+            "device_adaptation": f"running statistics from the shipped prior (worth {PRIOR_PICTURES:g} pictures), each "
                                  "test picture answered before it is counted; test pictures in a seeded random order",
             "test_statistics_reference": "the test style's own statistics (computed from the test pictures): "
                                          "a reference only, not a held-out figure",

@@ -2,7 +2,8 @@
 
 Input: RGB pixels 0..255 (the MobileNetV2 scaling is the first layer). Outputs, in order:
 ``probabilities`` (softmax over the classes) and ``embedding`` (the pooled backbone features,
-standardised by the target domain's statistics and divided by sqrt(D), so about unit length;
+standardised by the training styles' statistics (the prior; the device re-standardises, see
+``edge.style_domain``) and divided by sqrt(D), so about unit length;
 consumers L2-normalise it exactly, in float: an int8 L2 normalisation inside the model loses the
 sum of squares to rounding).
 
@@ -101,3 +102,10 @@ def build_model(
 
 def embedding_dim(model: keras.Model) -> int:
     return int(model.get_layer("embedding").output.shape[-1])
+
+
+def classifier_arrays(model: keras.Model) -> dict[str, np.ndarray]:
+    """The model's last layer as ``gallery.npz`` ships it for the device's adaptive classifier
+    (``edge.style_domain.ClassifierHead``): ``head_kernel`` (D, C), the logit scale folded in, and ``head_bias`` (C,)."""
+    kernel, bias = model.get_layer("probabilities").get_weights()
+    return {"head_kernel": np.asarray(kernel, np.float32), "head_bias": np.asarray(bias, np.float32)}

@@ -156,8 +156,12 @@ def test_a_face_is_observed_once_when_it_first_appears_not_at_every_classificati
     assert matcher.observed == 2
 
 
-def test_the_whole_picture_is_no_person_to_observe(model):
+def test_each_whole_picture_is_counted_after_its_answer(model):
+    """--full-frame: every picture goes to the matcher's observe (the style statistics), after it was scored."""
     matcher = CountingMatcher(model.labels)
     pipeline = LookalikePipeline(model, None, matcher, PipelineOptions(full_frame=True))
-    pipeline.process(textured_frame(4), still=True)
-    assert matcher.observed == 0
+    for seed in range(3):
+        pipeline.process(textured_frame(4 + seed), still=True)
+    assert matcher.observed == 3
+
+
