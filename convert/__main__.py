@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -60,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(Int8Recipe().float_layers),
         help="mixed mode: backbone layer-name prefixes kept float ('none' for none)",
     )
+    parser.add_argument(
+        "--int8-input-scaling",
+        choices=("folded", "quantized"),
+        default="folded",
+        help="folded: the pixel scaling (x / 127.5 - 1) is folded into the first convolution, so uint8 pixels "
+        "reach it unrounded; quantized: it stays two int8 ops (the old graph, for comparison)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero and publish nothing if any variant is flagged")
     parser.add_argument("--val", type=Path, action="append", default=[], help="folder of class folders to validate on (repeatable; empty: the model card's validation split)")
     parser.add_argument("--rep-data", type=Path, action="append", default=[], help="folder of class folders of training images to calibrate on (repeatable; empty: the model card's training split)")
@@ -73,11 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def int8_recipe(mode: str, float_layers: str) -> Int8Recipe:
+def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded") -> Int8Recipe:
+    fold = input_scaling == "folded"
     if mode == "full":
-        return FULL_INTEGER
+        return dataclasses.replace(FULL_INTEGER, fold_input_scaling=fold)
     names = tuple(n.strip() for n in float_layers.split(",") if n.strip() and n.strip() != "none")
-    return Int8Recipe(float_head=True, float_layers=names)
+    return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         rep_dirs=tuple(args.rep_data),
         num_threads=args.threads,
         max_val=args.max_val,
-        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers),
+        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling),
         seed=args.seed,
         faces_dir=args.faces,
         max_faces=args.max_faces,

@@ -112,15 +112,21 @@ class Int8Recipe:
 
     float_head: bool = True  # global pooling onwards (standardisation, scaling, classifier, softmax)
     float_layers: tuple[str, ...] = ("expanded_conv", "block_1", "block_2", "block_3")
+    # The pixel scaling folded into the first convolution (``convert.input_scaling``), so uint8
+    # pixels reach it unrounded. Measured with this default recipe (openmoji validation / held-out
+    # twemoji+noto training pictures / CelebA test face crops, agreement with Keras): 93.1/98.0/92.9%
+    # unfolded, 94.7/98.4/95.0% folded; every op integer: 54.1/88.7/85.7% -> 66.5/90.1/86.4%.
+    fold_input_scaling: bool = True
 
     @property
     def full_integer(self) -> bool:
         return not self.float_head and not self.float_layers
 
     def describe(self) -> dict[str, object]:
+        folded = {"input_scaling": "folded into the first convolution" if self.fold_input_scaling else "quantized"}
         if self.full_integer:
-            return {"mode": "full-integer"}
-        return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers)}
+            return {"mode": "full-integer", **folded}
+        return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers), **folded}
 
 
 FULL_INTEGER = Int8Recipe(float_head=False, float_layers=())

@@ -22,6 +22,7 @@ import numpy as np
 
 from convert import ConvertError
 from convert import dataset as ds
+from convert import input_scaling
 from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, ModelError, sha256_file
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, REPORT_FILE, atomic_write_bytes, atomic_write_json, tflite_name
@@ -243,12 +244,17 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
     timings: dict[str, float] = {}
     start = time.perf_counter()
     saved_model = export.export_saved_model(model, source.contract, staging / "saved_model")
+    saved_models = {variant: saved_model for variant in config.variants}
+    if "int8" in config.variants and config.int8_recipe.fold_input_scaling:
+        saved_models["int8"] = export.export_saved_model(
+            input_scaling.checked_fold(model, rep_images), source.contract, staging / "saved_model_int8"
+        )
     timings["export_saved_model"] = time.perf_counter() - start
     source_sha = sha256_file(source.keras_path)
     for variant in config.variants:
         say(f"converting {variant} ...")
         start = time.perf_counter()
-        model_bytes = export.EXPORTERS[variant](saved_model, export.Calibration(rep_images, config.int8_recipe))
+        model_bytes = export.EXPORTERS[variant](saved_models[variant], export.Calibration(rep_images, config.int8_recipe))
         layout = export.inspect_tflite(model_bytes, source.contract)
         if variant == "int8":
             check_int8_input(layout)
@@ -257,7 +263,8 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
         atomic_write_json(tflite_path.with_suffix(".json"), build_sidecar(variant, model_bytes, layout, source, source_sha, config.int8_recipe))
         timings[f"convert_{variant}"] = time.perf_counter() - start
         say(f"  {variant}: {len(model_bytes) / 1e6:.2f} MB in {timings[f'convert_{variant}']:.1f} s")
-    shutil.rmtree(staging / "saved_model", ignore_errors=True)
+    for folder in set(saved_models.values()):
+        shutil.rmtree(folder, ignore_errors=True)
     return timings
 
 

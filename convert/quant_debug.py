@@ -2,8 +2,10 @@
 
     python -m convert.quant_debug --models models [--images 100] [--layer-stats stats.csv]
 
-Calibrates once (training images, as make convert does), then quantizes the model several ways
-and runs each on validation images against the float model:
+Calibrates once (training images, as make convert does; the input scaling folded into the first
+convolution, as make convert does), then quantizes the model several ways and runs each on
+validation images against the float model:
+- the default recipe with the input scaling left as two int8 ops (``--int8-input-scaling quantized``);
 - fully integer, head float, the default recipe (see ``convert.export.Int8Recipe``);
 - the head float plus one backbone block float, for every block: a block whose row shows a much
   smaller error than "head float" is one whose int8 version hurts, a candidate for
@@ -29,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from convert import ConvertError, export, tf_private  # noqa: E402
+from convert import ConvertError, export, input_scaling, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
 from convert import source as src  # noqa: E402
 from edge.runtime import interpreter_class  # noqa: E402
@@ -131,18 +133,22 @@ def main(argv: list[str] | None = None) -> int:
         reference = tuple(np.asarray(v) for v in model.predict(images.astype(np.float32), batch_size=32, verbose=0))
         with tempfile.TemporaryDirectory() as tmp:
             saved_model = export.export_saved_model(model, source.contract, Path(tmp) / "saved_model")
+            folded = export.export_saved_model(input_scaling.checked_fold(model, rep), source.contract, Path(tmp) / "folded")
             print(f"calibrating on {len(rep)} training images; measuring on {len(images)} validation images ...", flush=True)
-            calibrated = export.calibrate(saved_model, rep)
+            calibrated = export.calibrate(folded, rep)
             recipes = {
                 "fully integer": export.FULL_INTEGER,
                 "head float": export.Int8Recipe(float_head=True, float_layers=()),
                 "default recipe": export.Int8Recipe(),
             }
             recipes.update({f"head + {block} float": export.Int8Recipe(True, (block,)) for block in backbone_blocks(calibrated)})
-            print(f"{'int8 variant':<28} {'emb rel err':>11} {'agreement':>9} {'size':>9}")
-            for name, recipe in recipes.items():
-                row = compare(name, export.quantize_calibrated(calibrated, recipe), images, reference)
-                print(f"{row.name:<28} {row.relative_error:>11.3f} {row.agreement:>9.1%} {row.size_bytes / 1e6:>7.2f} MB", flush=True)
+            print(f"{'int8 variant':<34} {'emb rel err':>11} {'agreement':>9} {'size':>9}")
+            unfolded = export.Int8Recipe(fold_input_scaling=False)
+            rows = [("default, input scaling quantized", export.quantize_calibrated(export.calibrate(saved_model, rep), unfolded))]
+            rows += [(name, export.quantize_calibrated(calibrated, recipe)) for name, recipe in recipes.items()]
+            for name, model_bytes in rows:
+                row = compare(name, model_bytes, images, reference)
+                print(f"{row.name:<34} {row.relative_error:>11.3f} {row.agreement:>9.1%} {row.size_bytes / 1e6:>7.2f} MB", flush=True)
             if args.layer_stats:
                 layer_statistics(saved_model, rep, images[: min(len(images), 20)], args.layer_stats)
     except ConvertError as exc:

@@ -146,12 +146,48 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     assert sidecar["output_dtypes"] == {"probabilities": "float32", "embedding": "float32", "traits": "float32"}
     quantization = sidecar["quantization"]
     assert quantization["mode"] == "mixed" and quantization["float_head"] is True
+    assert quantization["input_scaling"] == "folded into the first convolution"
     assert quantization["float_layers"] == ["expanded_conv", "block_1", "block_2", "block_3"]
     assert quantization["ops"] > quantization["integer_ops"] > quantization["ops"] // 2
     model = LookalikeModel(folder / "lookalike_int8.tflite")
     assert model.input_dtype == np.uint8
     float_sidecar = json.loads((folder / "lookalike_float32.json").read_text())
     assert float_sidecar["input"] == {"dtype": "float32", "scale": None, "zero_point": None}
+
+
+def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
+    """The pixel scaling is folded into Conv1: no arithmetic op between the uint8 input and it."""
+    from convert import tf_private
+    from edge.runtime import interpreter_class
+
+    folder, _ = converted
+    cls, _ = interpreter_class()
+    ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_int8.tflite")))]
+    assert set(ops[: ops.index("CONV_2D")]) <= {"QUANTIZE", "PAD", "PADV2"}, ops[:5]
+    float_ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_float32.tflite")))]
+    assert "MUL" in float_ops[: float_ops.index("CONV_2D")]  # the float variants keep the model as trained
+
+
+@pytest.mark.parametrize("size,kernel,stride,expected", [(48, 3, 2, (0, 1)), (224, 3, 2, (0, 1)), (225, 3, 2, (1, 1)), (7, 3, 1, (1, 1))])
+def test_same_padding_matches_keras(size, kernel, stride, expected):
+    from convert.input_scaling import same_padding
+
+    assert same_padding(size, kernel, stride) == expected
+
+
+def test_folded_input_scaling_computes_what_the_model_does(tiny_source):
+    """Same outputs on pictures whose border rows differ (where the padding matters), model unchanged."""
+    from convert import input_scaling, source
+
+    model = source.load_keras_model(source.read_source(tiny_source))
+    before = [w.copy() for w in model.get_weights()]
+    images = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    images[1] = 255
+    images[2, -1, :, :] = 0
+    folded = input_scaling.fold_input_scaling(model)
+    assert "mobilenet_scaling" not in [layer.name for layer in folded.layers]
+    assert input_scaling.largest_output_difference(model, folded, images) < 1e-4
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def test_agreement_check_ran_on_every_variant(converted):
@@ -243,7 +279,8 @@ def test_quant_debug_ranks_int8_recipes(models_dir, tmp_path, capsys):
     before = sorted(p.name for p in models_dir.iterdir())
     assert quant_debug.main(["--models", str(models_dir), "--rep-size", "12", "--images", "9", "--layer-stats", str(stats)]) == 0
     out = capsys.readouterr().out
-    for name in ("fully integer", "head float", "default recipe", "head + block_1 float", "head + block_12 float"):
+    for name in ("default, input scaling quantized", "fully integer", "head float", "default recipe",
+                 "head + block_1 float", "head + block_12 float"):
         assert name in out
     header = stats.read_text().splitlines()[0].split(",")
     assert "rmse_over_scale" in header and "tensor_name" in header
