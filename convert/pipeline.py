@@ -26,7 +26,7 @@ from convert import input_scaling
 from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, ModelError, sha256_file
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, REPORT_FILE, atomic_write_bytes, atomic_write_json, tflite_name
-from edge.matcher import gallery_classes, read_gallery_file
+from edge.matcher import classifier_head, gallery_classes, read_gallery_file
 from edge.outputs import make_staging
 from edge.ranking import top_k_accuracy
 
@@ -193,6 +193,19 @@ def check_int8_input(layout: export.TFLiteLayout) -> None:
         )
 
 
+def load_classifier_head(models_dir: Path, contract):
+    """The classifier layer the gallery ships for the device's adaptive classifier, or None (no
+    gallery, an older one without it, or one that cannot be read: the adapted figures are skipped)."""
+    path = models_dir / GALLERY_FILE
+    if not path.is_file():
+        return None
+    try:
+        return classifier_head(path, read_gallery_file(path), contract.embedding_dim, contract.num_classes)
+    except ModelError as exc:
+        ds.warn(f"{exc}; the adaptive classifier's figures are skipped")
+        return None
+
+
 def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
     """Gallery embeddings in label order, or None when absent or not matching the labels."""
     path = models_dir / GALLERY_FILE
@@ -271,13 +284,18 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
 def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_images: np.ndarray, targets: np.ndarray, staging: Path):
     say(f"checking against Keras on {len(val_images)} validation images ...")
     reference = verify.keras_outputs(model, val_images)
+    head = load_classifier_head(source.models_dir, source.contract)
+    noise, adapted_noise = verify.noise_agreement(model, val_images, reference, config.seed, head)
     keras_row = {
         "size_bytes": source.keras_path.stat().st_size,
         "top1": top_k_accuracy(reference.probabilities, targets, 1),
         "top5": top_k_accuracy(reference.probabilities, targets, verify.TOP_K),
         "ms_per_image": reference.seconds_per_image * 1000.0,
-        "noise_agreement": verify.noise_agreement(model, val_images, reference, config.seed),
+        "noise_agreement": noise,
     }
+    if head is not None:
+        keras_row["adapted_top1"] = float(np.mean(verify.adapted_answers(head, reference.embeddings, config.seed) == targets))
+        keras_row["adapted_noise_agreement"] = adapted_noise
     gallery = load_gallery(source.models_dir, source.labels)
     limits = verify.thresholds(config.min_agreement)
     checks = []
@@ -285,7 +303,7 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
         path = staging / tflite_name(variant)
         outputs = verify.tflite_outputs(path, val_images, config.num_threads)
         check = verify.compare(variant, path, outputs, reference, targets, limits[variant], gallery,
-                               source.contract.trait_thresholds)
+                               source.contract.trait_thresholds, head, config.seed)
         say(f"  {variant}: top-1 {check.top1:.1%}, agreement {check.agreement:.1%}")
         checks.append(check)
     return keras_row, checks

@@ -60,6 +60,10 @@ class VariantCheck:
     # and the largest probability difference (None without a trait output).
     trait_agreement: float | None = None
     trait_max_abs_diff: float | None = None
+    # The device's adaptive classifier (edge.style_domain) over the validation pictures in a seeded
+    # order, on this variant's embeddings: its top-1, and its agreement with the same on Keras'.
+    adapted_top1: float | None = None
+    adapted_agreement: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +82,27 @@ def keras_outputs(model, images: np.ndarray, batch_size: int = 32) -> Outputs:
     return Outputs(arrays[0], arrays[1], seconds / max(len(images), 1), arrays[2] if len(arrays) > 2 else None)
 
 
-def noise_agreement(model, images: np.ndarray, reference: Outputs, seed: int = 0) -> float:
+def adapted_answers(head, embeddings: np.ndarray, seed: int) -> np.ndarray:
+    """Top-1 of the device's adaptive classifier (``edge.style_domain``, the device's code) for each
+    row of ``embeddings`` (the model's raw embedding output), met in a seeded random order, each
+    answered before it is counted."""
+    from edge.style_domain import StyleAdaptation
+
+    style = StyleAdaptation.start(head)
+    answers = np.empty(len(embeddings), np.int64)
+    for i in np.random.default_rng(seed).permutation(len(embeddings)):
+        answers[i] = int(np.argmax(style.probabilities(embeddings[i])))
+        style.observe(embeddings[i])
+    return answers
+
+
+def noisy_copies(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Every pixel moved by -1, 0 or +1 level (seeded), clipped to 0..255."""
+    rng = np.random.default_rng(seed)
+    return np.clip(images.astype(np.int16) + rng.integers(-1, 2, images.shape), 0, 255).astype(np.uint8)
+
+
+def noise_agreement(model, images: np.ndarray, reference: Outputs, seed: int = 0, head=None) -> tuple[float, float | None]:
     """Top-1 agreement of the Keras model with itself when every pixel moves by -1, 0 or +1 level.
 
     The yardstick for the agreement numbers. Quantization perturbs the activations much as a
@@ -86,9 +110,12 @@ def noise_agreement(model, images: np.ndarray, reference: Outputs, seed: int = 0
     invisible noise alone flips 11-22% of top-1 answers (measured on the emoji models): a variant
     below the threshold but near this number is as faithful as the model's own stability allows.
     """
-    rng = np.random.default_rng(seed)
-    noisy = np.clip(images.astype(np.int16) + rng.integers(-1, 2, images.shape), 0, 255).astype(np.uint8)
-    return float(np.mean(np.argmax(keras_outputs(model, noisy).probabilities, axis=1) == np.argmax(reference.probabilities, axis=1)))
+    noisy = keras_outputs(model, noisy_copies(images, seed))
+    plain = float(np.mean(np.argmax(noisy.probabilities, axis=1) == np.argmax(reference.probabilities, axis=1)))
+    if head is None:
+        return plain, None
+    adapted = float(np.mean(adapted_answers(head, noisy.embeddings, seed) == adapted_answers(head, reference.embeddings, seed)))
+    return plain, adapted
 
 
 def tflite_outputs(path: Path, images: np.ndarray, num_threads: int = 2, progress: Callable[[int], None] | None = None) -> Outputs:
@@ -102,7 +129,7 @@ def tflite_outputs(path: Path, images: np.ndarray, num_threads: int = 2, progres
     for i, image in enumerate(images):
         prediction = model.predict(image)
         probabilities[i] = prediction.probabilities
-        embeddings[i] = prediction.embedding
+        embeddings[i] = prediction.features  # as the model gave it: the adaptive classifier needs its scale
         if traits is not None:
             traits[i] = prediction.traits
         if progress and (i + 1) % 100 == 0:
@@ -143,6 +170,8 @@ def compare(
     min_agreement: float,
     gallery: np.ndarray | None = None,
     trait_thresholds=(),
+    head=None,
+    seed: int = 0,
 ) -> VariantCheck:
     probs, ref = outputs.probabilities, reference.probabilities
     keras_top1 = np.argmax(ref, axis=1)
@@ -156,6 +185,11 @@ def compare(
             np.mean(nearest_gallery(outputs.embeddings, gallery) == nearest_gallery(reference.embeddings, gallery))
         )
     traits_same, traits_diff = trait_agreement(outputs, reference, trait_thresholds)
+    adapted_top1 = adapted_agreement = None
+    if head is not None:
+        answers = adapted_answers(head, outputs.embeddings, seed)
+        adapted_top1 = float(np.mean(answers == targets))
+        adapted_agreement = float(np.mean(answers == adapted_answers(head, reference.embeddings, seed)))
     return VariantCheck(
         variant=variant,
         file=path.name,
@@ -175,6 +209,8 @@ def compare(
         passed=agreement >= min_agreement,
         trait_agreement=traits_same,
         trait_max_abs_diff=traits_diff,
+        adapted_top1=adapted_top1,
+        adapted_agreement=adapted_agreement,
     )
 
 
@@ -190,11 +226,15 @@ def format_table(keras_row: dict, checks: Sequence[VariantCheck]) -> str:
         f"{'keras':<9} {format_size(keras_row['size_bytes']):>9} {keras_row['top1']:>6.1%} {keras_row['top5']:>6.1%} "
         f"{keras_row['noise_agreement']:>6.1%} {'':>5} {'':>9} {'':>8} {'':>7} {keras_row['ms_per_image']:>7.1f}  "
         "reference (agree: with itself under +-1 pixel-level noise)"
+        + (f"; adaptive classifier top-1 {keras_row['adapted_top1']:.1%}, {keras_row['adapted_noise_agreement']:.1%} under noise"
+           if keras_row.get("adapted_top1") is not None else "")
     )
     for c in checks:
         status = "ok" if c.passed else f"FLAGGED: agreement below {c.min_agreement:.0%}"
         if c.trait_agreement is not None:
             status += f"; traits agree {c.trait_agreement:.1%}"
+        if c.adapted_agreement is not None:
+            status += f"; adaptive top-1 {c.adapted_top1:.1%}, agrees {c.adapted_agreement:.1%}"
         lines.append(
             f"{c.variant:<9} {format_size(c.size_bytes):>9} {c.top1:>6.1%} {c.top5:>6.1%} {c.agreement:>6.1%} "
             f"{c.ties:>5d} {c.mean_abs_diff:>9.5f} {c.max_abs_diff:>8.4f} {c.embedding_cosine_mean:>7.4f} "

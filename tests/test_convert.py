@@ -203,6 +203,11 @@ def test_agreement_check_ran_on_every_variant(converted):
     # float32 only reorders float arithmetic: it must agree with Keras on every image.
     assert rows["float32"]["agreement"] == 1.0
     assert rows["float32"]["max_abs_diff"] < 1e-4
+    # The device's adaptive classifier (the gallery ships its layer) is measured on every variant too:
+    # on float32's embeddings, as they come out of the model, it answers as on Keras'.
+    assert 0.0 <= report["keras"]["adapted_top1"] <= 1.0 and 0.0 <= report["keras"]["adapted_noise_agreement"] <= 1.0
+    assert rows["float32"]["adapted_agreement"] == 1.0
+    assert all(0.0 <= row["adapted_top1"] <= 1.0 and 0.0 <= row["adapted_agreement"] <= 1.0 for row in rows.values())
     for row in rows.values():
         assert 0.0 <= row["agreement"] <= row["agreement_tie_aware"] <= 1.0
         assert 0.0 <= row["top1"] <= row["top5"] <= 1.0
