@@ -130,7 +130,7 @@ def test_an_older_gallery_without_the_head_keeps_the_shipped_statistics(models_c
     assert matcher.style is None
 
 
-def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tmp_path, capsys):
+def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tmp_path, private_state, capsys):
     pictures = sorted(TWEMOJI.glob("*/*.png"))[:120:12]
     folder = tmp_path / "drawings"
     folder.mkdir()
@@ -145,6 +145,7 @@ def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tm
         scores[bool(flag)] = [json.loads(line)["faces"][0]["top"][0]["score"] for line in out.read_text().splitlines()]
     assert scores[True][0] == pytest.approx(scores[False][0], abs=1e-3)  # the first picture: the prior, both ways
     assert sum(abs(a - b) > 1e-3 for a, b in zip(scores[True][2:], scores[False][2:])) >= len(pictures) - 3
+    assert not list(private_state.glob("style_*.json"))  # a folder is not what this device's camera sees
 
 
 def test_statistics_continue_from_a_restored_estimate_and_refuse_a_broken_one():
