@@ -126,10 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --serve and a video file: process it as fast as possible, once (for measuring)")
     state = parser.add_argument_group("what the device keeps between runs")
     state.add_argument("--state", type=Path, default=None,
-                       help="folder for the learned face mean and the enrolled characters [default: $LOOKALIKE_STATE, "
-                            "else ~/.local/state/cartoon-lookalike]")
+                       help="folder for the learned face mean and feature statistics, and the enrolled characters "
+                            "[default: $LOOKALIKE_STATE, else ~/.local/state/cartoon-lookalike]")
     state.add_argument("--reset-state", action="store_true",
-                       help="forget the learned face mean and the enrolled characters before starting")
+                       help="forget the learned face mean and feature statistics, and the enrolled characters, "
+                            "before starting")
     return parser
 
 

@@ -27,7 +27,7 @@ from edge.pipeline import FaceResult, FrameResult, LookalikePipeline, PipelineOp
 from edge.runtime import LookalikeModel, model_path
 from edge.serve import LiveView, LookalikeServer, ServeOptions, start_server
 from edge.sources import Frame, FrameSource, SourceError, astronaut_source, is_pictures, open_source
-from edge.state import FaceMeanKeeper, StateFolder
+from edge.state import StateFolder, StateKeeper
 from edge.window import ESC, Window, WindowError  # noqa: F401 - WindowError is part of this module's interface
 
 @dataclass
@@ -53,7 +53,7 @@ class RunOptions:
     pipeline: PipelineOptions = field(default_factory=PipelineOptions)
     serve: ServeOptions | None = None  # --serve: the live view in a browser
     state: Path | None = None  # the state folder (None: edge.state.default_state_folder())
-    reset_state: bool = False  # forget the learned face mean and the enrolled characters first
+    reset_state: bool = False  # forget what was learned (face mean, feature statistics) and enrolled first
     camera_retries: int = 30  # --serve: how often a lost camera is reopened (2 s apart) before giving up
     paced: bool = True  # --serve with a video file: play it at its frame rate (and from the start again)
 
@@ -206,7 +206,7 @@ def serve_loop(options: RunOptions, model: LookalikeModel, pipeline: LookalikePi
         published = view.frames_published
         try:
             loop = LookalikeLoop(options, model, pipeline, current, state, enrolled, view, keeper)
-            keeper = loop.face_keeper
+            keeper = loop.keeper
             summary = loop.run()
         except SourceError as exc:
             if view.frames_published > published:
@@ -237,7 +237,7 @@ class LookalikeLoop:
 
     def __init__(self, options: RunOptions, model: LookalikeModel, pipeline: LookalikePipeline, source: FrameSource,
                  state: StateFolder | None = None, enrolled: EnrolledGallery | None = None,
-                 view: LiveView | None = None, face_keeper: FaceMeanKeeper | None = None):
+                 view: LiveView | None = None, keeper: StateKeeper | None = None):
         self.options = options
         self.model = model
         self.pipeline = pipeline
@@ -249,14 +249,11 @@ class LookalikeLoop:
             view.enrolled = list(enrolled.names)
         self.pictures = view.pictures if view is not None else CharacterPictures(
             characters_folder(model), state.pictures_folder if state is not None else None)
-        # A camera (or the live view) keeps what it learns about faces for the next run.
-        self.face_keeper = face_keeper
-        gallery = pipeline.matcher.gallery
-        if (face_keeper is None and state is not None and (source.live or view is not None)
-                and gallery is not None and gallery.faces is not None):
-            if view is None:
-                state.check_writable()
-            self.face_keeper = FaceMeanKeeper(state, gallery.faces, model.sidecar.tflite_sha256)
+        # A camera (or the live view) keeps what it learns for the next run; a folder, a video file or
+        # photos never change what a camera learned.
+        self.keeper = keeper
+        if keeper is None and state is not None and (source.live or view is not None):
+            self.keeper = self._keep_learning(state)
         self.summary = RunSummary(interpreter=model.interpreter_module, still=source.still)
         self.fps_meter = FpsMeter(options.fps_window)
         self.averages = StageAverages(options.fps_window)
@@ -271,6 +268,21 @@ class LookalikeLoop:
             check_image_path(options.card)
         self.outputs = self._open_outputs()
         self.window: Window | None = None
+
+    def _keep_learning(self, state: StateFolder) -> StateKeeper | None:
+        """Start what adapts (the face mean, the classifier's statistics) from what was saved, and keep it."""
+        matcher = self.pipeline.matcher
+        faces = matcher.gallery.faces if matcher.gallery is not None else None
+        if faces is None and matcher.style is None:
+            return None
+        if self.view is None:
+            state.check_writable()
+        keeper = StateKeeper(state, self.model.sidecar.tflite_sha256)
+        if faces is not None:
+            keeper.keep_face_mean(faces)
+        if matcher.style is not None:
+            keeper.keep_style(matcher.style.statistics, "drawings" if self.options.pipeline.full_frame else "faces")
+        return keeper
 
     def _open_outputs(self) -> _Outputs:
         options, source = self.options, self.source
@@ -290,11 +302,11 @@ class LookalikeLoop:
             except KeyboardInterrupt:
                 summary.stopped_by = "interrupt"
             summary.seconds = time.perf_counter() - started
-            if self.face_keeper is not None:
-                self.face_keeper.maybe_save(force=True)
+            if self.keeper is not None:
+                self.keeper.maybe_save(force=True)
         except SourceError:
-            if self.face_keeper is not None:
-                self.face_keeper.maybe_save(force=True)
+            if self.keeper is not None:
+                self.keeper.maybe_save(force=True)
             # The camera went away mid-run: keep what was finished, then report the error.
             summary.written = self.outputs.commit()
             raise
@@ -339,7 +351,7 @@ class LookalikeLoop:
 
     def _follow_state(self) -> None:
         """Characters enrolled meanwhile join the gallery (faces are then forgotten: their
-        smoothed scores have one entry per character); new faces learned are saved now and then."""
+        smoothed scores have one entry per character); what was learned is saved now and then."""
         if self.enrolled is not None:
             matcher = self.pipeline.matcher
             refreshed = self.enrolled.refresh(matcher.gallery)
@@ -352,8 +364,8 @@ class LookalikeLoop:
                 if not self.options.quiet:
                     names = ", ".join(self.enrolled.names) or "none"
                     print(f"enrolled characters now: {names}", file=sys.stderr, flush=True)
-        if self.face_keeper is not None:
-            self.face_keeper.maybe_save()
+        if self.keeper is not None:
+            self.keeper.maybe_save()
 
     def _pace(self) -> None:
         """--serve with a video file: frames at the video's rate, as a camera would deliver them."""

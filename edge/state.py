@@ -1,9 +1,14 @@
-"""What the device learns and keeps between runs: the adapted face mean and the enrolled characters.
+"""What the device learns and keeps between runs: the adapted face mean, the classifier's feature
+statistics, and the enrolled characters.
 
 One folder (``--state DIR``, else ``$LOOKALIKE_STATE``, else ``$XDG_STATE_HOME/cartoon-lookalike``,
 else ``~/.local/state/cartoon-lookalike``) holds:
 
     face_mean.json            the face mean adapted to the people this camera saw, and for which model
+    style_faces.json          the classifier's feature statistics learned from the faces seen, and for
+                              which model (``edge.style_domain``)
+    style_drawings.json       the same for whole pictures (``--full-frame``: drawings), kept apart
+                              because drawings and faces are different domains
     enrolled.json             the enrolled characters: name, picture files, traits
     enrolled/<name>/<n>.png   their pictures (what the card and the overlay show, and what is embedded)
 
@@ -26,17 +31,26 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import numpy as np
 
 from edge.artifacts import atomic_write_text
 
+if TYPE_CHECKING:
+    from edge.style_domain import StyleStatistics
+
 STATE_VERSION = 1
 FACE_MEAN_FILE = "face_mean.json"
+# What the classifier's statistics were learned from: faces, or whole pictures (--full-frame, drawings).
+STYLE_KINDS = ("faces", "drawings")
+STYLE_FILES = {kind: f"style_{kind}.json" for kind in STYLE_KINDS}
+LEARNED_FILES = (FACE_MEAN_FILE, *STYLE_FILES.values())  # what a run learns; --reset-state forgets them
 ENROLLED_FILE = "enrolled.json"
 ENROLLED_FOLDER = "enrolled"
 STATE_FOLDER_NAME = "cartoon-lookalike"
+DAMAGED_FILE_ERRORS = (OSError, ValueError, TypeError, KeyError, AttributeError)  # what reading a damaged file raises
+Learned = TypeVar("Learned")
 ENROLLED_PREFIX = "enrolled:"  # how the gallery names an enrolled picture: enrolled:<name>/<file>
 # A name is shown on screen and becomes a folder: letters (any script), digits, spaces, _ - . ' ( ).
 NAME_PATTERN = re.compile(r"^[\w][\w .'()-]{0,63}$")
@@ -110,7 +124,7 @@ class StateFolder:
         except OSError as exc:
             raise StateError(f"state folder {folder} is not writable ({exc.strerror or exc}): pass another "
                              "with --state, or fix its permissions") from exc
-        for name in (FACE_MEAN_FILE, ENROLLED_FILE, ENROLLED_FOLDER):
+        for name in (*LEARNED_FILES, ENROLLED_FILE, ENROLLED_FOLDER):
             path = folder / name
             if path.exists() and not os.access(path, os.W_OK):
                 raise StateError(f"{path} is not writable: pass another state folder with --state")
@@ -125,10 +139,11 @@ class StateFolder:
     def reset(self) -> list[str]:
         """Forget everything learned and enrolled; the names of what was removed."""
         removed = []
-        path = self.folder / FACE_MEAN_FILE
-        if path.is_file():
-            path.unlink()
-            removed.append(FACE_MEAN_FILE)
+        for name in LEARNED_FILES:
+            path = self.folder / name
+            if path.is_file():
+                path.unlink()
+                removed.append(name)
         return removed + self.reset_enrolled()
 
     def reset_enrolled(self) -> list[str]:
@@ -141,36 +156,70 @@ class StateFolder:
             removed.append(ENROLLED_FOLDER + "/")
         return removed
 
-    # ------------------------------------------------------------- face mean
+    # ------------------------------------------------------------- what a run learns
 
-    def load_face_mean(self, model: str, dim: int) -> SavedFaceMean | None:
-        """The saved face mean for this model (its .tflite sha256), or None (one warning when damaged
-        or saved for another model)."""
-        path = self.folder / FACE_MEAN_FILE
+    def _load_learned(self, name: str, model: str, what: str, read: Callable[[dict], Learned]) -> Learned | None:
+        """``read(data)`` of the file ``name`` saved for this model (its .tflite sha256), or None: one
+        warning when the file is damaged or was saved for another model."""
+        path = self.folder / name
         if not path.is_file():
             return None
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
             if data.get("version") != STATE_VERSION:
                 raise ValueError(f"version {data.get('version')!r}, this device reads {STATE_VERSION}")
-            mean = np.asarray(data["mean"], dtype=np.float32).reshape(-1)
-            count = int(data["count"])
             saved_for = str(data["model"])
-            if mean.shape != (dim,) or not np.all(np.isfinite(mean)) or count < 0:
-                raise ValueError(f"a mean of {mean.size} values, this model's embedding has {dim}")
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-            warn(f"{path} is damaged ({exc}); starting from the shipped face mean")
+            # Another model's numbers may have another size: that is not damage, so they are not read.
+            learned = read(data) if saved_for == model else None
+        except DAMAGED_FILE_ERRORS as exc:
+            warn(f"{path} is damaged ({exc}); starting from the shipped {what}")
             return None
         if saved_for != model:
-            warn(f"{path} was learned with another model; starting from the shipped face mean")
+            warn(f"{path} was learned with another model; starting from the shipped {what}")
             return None
-        return SavedFaceMean(mean, count, saved_for)
+        return learned
+
+    def load_face_mean(self, model: str, dim: int) -> SavedFaceMean | None:
+        """The saved face mean for this model (its .tflite sha256), or None (one warning when damaged
+        or saved for another model)."""
+        def read(data: dict) -> SavedFaceMean:
+            mean = np.asarray(data["mean"], dtype=np.float32).reshape(-1)
+            count = int(data["count"])
+            if mean.shape != (dim,) or not np.all(np.isfinite(mean)) or count < 0:
+                raise ValueError(f"a mean of {mean.size} values, this model's embedding has {dim}")
+            return SavedFaceMean(mean, count, model)
+
+        return self._load_learned(FACE_MEAN_FILE, model, "face mean", read)
 
     def save_face_mean(self, mean: np.ndarray, count: int, model: str) -> None:
         self._ensure()
         data = {"version": STATE_VERSION, "model": model, "count": int(count),
                 "mean": [round(float(v), 7) for v in np.asarray(mean, np.float32).reshape(-1)]}
         atomic_write_text(self.folder / FACE_MEAN_FILE, json.dumps(data))
+
+    @staticmethod
+    def style_file(kind: str) -> str:
+        if kind not in STYLE_FILES:
+            raise ValueError(f"style statistics are kept for {', '.join(STYLE_KINDS)}, not {kind!r}")
+        return STYLE_FILES[kind]
+
+    def restore_style_statistics(self, statistics: StyleStatistics, kind: str, model: str) -> bool:
+        """Continue ``statistics`` from those saved for this kind of picture (``STYLE_KINDS``) and this
+        model; False (and the shipped prior) when none fit (one warning when damaged or another model's)."""
+        def read(data: dict) -> bool:
+            statistics.restore(data["count"], np.asarray(data["mean"], np.float64),
+                               np.asarray(data["second"], np.float64))
+            return True
+
+        return bool(self._load_learned(self.style_file(kind), model, "feature statistics", read))
+
+    def save_style_statistics(self, statistics: StyleStatistics, kind: str, model: str) -> None:
+        name = self.style_file(kind)
+        self._ensure()
+        # Full precision: a restart continues from exactly the estimate it stopped at.
+        data = {"version": STATE_VERSION, "model": model, "count": int(statistics.count),
+                "mean": [float(v) for v in statistics.mean], "second": [float(v) for v in statistics.second]}
+        atomic_write_text(self.folder / name, json.dumps(data))
 
     # ------------------------------------------------------------- enrolled characters
 
@@ -198,7 +247,7 @@ class StateFolder:
             return []
         try:
             characters = self._read_enrolled(path)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        except DAMAGED_FILE_ERRORS as exc:
             if strict:
                 raise StateError(f"{path} is damaged ({exc}): fix it, or start over with "
                                  "'python -m edge enroll --reset' and enroll again") from exc
@@ -239,38 +288,67 @@ class StateFolder:
         return self.pictures_folder / name / picture
 
 
-class FaceMeanKeeper:
-    """Saves an adapting face mean (``edge.matcher.FaceDomain``: ``mean`` and ``count``) to the state
-    folder now and then and at the end, and starts it from the saved one when that fits the model."""
+@dataclass
+class _Kept:
+    """One thing a run learns, as the keeper sees it: how much it has counted, and how to save it."""
 
-    def __init__(self, state: StateFolder, domain: Any, model: str, interval_s: float = 10.0):
+    what: str  # for messages: "the face mean"
+    count: Callable[[], int]
+    save: Callable[[], None]
+    saved_count: int
+
+
+class StateKeeper:
+    """Keeps what a run learns in the state folder: the adapted face mean (``edge.matcher.FaceDomain``)
+    and the classifier's feature statistics (``edge.style_domain.StyleStatistics``). Each starts from
+    its saved copy when that fits the model, and is saved now and then while it counts new pictures,
+    and at the end."""
+
+    def __init__(self, state: StateFolder, model: str, interval_s: float = 10.0):
         self.state = state
-        self.domain = domain
-        self.model = model
+        self.model = model  # sha256 of the .tflite file
         self.interval_s = interval_s
-        self.restored = 0
-        saved = state.load_face_mean(model, int(np.asarray(domain.mean).size))
-        if saved is not None:
-            domain.mean = saved.mean
-            domain.count = saved.count
-            self.restored = saved.count
-        self._saved_count = domain.count
+        self._kept: list[_Kept] = []
         self._saved_at = time.monotonic()
         self._failed = False
 
+    def keep_face_mean(self, domain: Any) -> int:
+        """Start ``domain`` (``mean`` and ``count``) from the saved face mean, and keep it; the count
+        of faces restored (0: the shipped mean)."""
+        saved = self.state.load_face_mean(self.model, int(np.asarray(domain.mean).size))
+        if saved is not None:
+            domain.mean = saved.mean
+            domain.count = saved.count
+        self._keep("the face mean", lambda: domain.count,
+                   lambda: self.state.save_face_mean(domain.mean, domain.count, self.model))
+        return domain.count if saved is not None else 0
+
+    def keep_style(self, statistics: StyleStatistics, kind: str) -> int:
+        """Start ``statistics`` from those saved for ``kind`` (``STYLE_KINDS``), and keep them; the
+        count of pictures restored (0: the shipped prior)."""
+        restored = self.state.restore_style_statistics(statistics, kind, self.model)
+        self._keep(f"the feature statistics learned from {kind}", lambda: statistics.count,
+                   lambda: self.state.save_style_statistics(statistics, kind, self.model))
+        return statistics.count if restored else 0
+
+    def _keep(self, what: str, count: Callable[[], int], save: Callable[[], None]) -> None:
+        self._kept.append(_Kept(what, count, save, count()))
+
     def maybe_save(self, force: bool = False) -> None:
-        """Save when new faces were counted (at most every ``interval_s``; always when ``force``).
+        """Save what counted new pictures (at most every ``interval_s``; always when ``force``).
         A failed write warns once and the run goes on: the camera matters more than the state."""
-        if self.domain.count == self._saved_count:
+        changed = [kept for kept in self._kept if kept.count() != kept.saved_count]
+        if not changed or (not force and time.monotonic() - self._saved_at < self.interval_s):
             return
-        if not force and time.monotonic() - self._saved_at < self.interval_s:
-            return
-        try:
-            self.state.save_face_mean(self.domain.mean, self.domain.count, self.model)
-        except (OSError, StateError) as exc:
-            if not self._failed:
-                warn(f"cannot save the face mean in {self.state.folder} ({exc}); it is kept for this run only")
-            self._failed = True
-            return
-        self._saved_count = self.domain.count
-        self._saved_at = time.monotonic()
+        for kept in changed:
+            count = kept.count()
+            try:
+                kept.save()
+            except (OSError, StateError) as exc:
+                if not self._failed:
+                    warn(f"cannot save {kept.what} in {self.state.folder} ({exc}); what this run learns is "
+                         "kept for this run only")
+                self._failed = True
+                continue
+            kept.saved_count = count
+        self._saved_at = time.monotonic()  # a failed write is tried again after the interval, not every frame

@@ -72,6 +72,26 @@ class StyleStatistics:
         """z (D,) or (N, D) standardised by the current estimate (the pictures counted so far)."""
         return ((np.asarray(z, np.float64) - self.mean) / self.spread).astype(np.float32)
 
+    def restore(self, count: int, mean: np.ndarray, second: np.ndarray) -> None:
+        """Continue from an estimate saved earlier (``edge.state``), or a ValueError saying why it
+        cannot be one (and nothing changes). The recent pictures are not saved: the first picture
+        after a restart is always counted."""
+        mean = np.asarray(mean, np.float64)
+        second = np.asarray(second, np.float64)
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 0:
+            raise ValueError(f"a count of pictures must be a whole number >= 0, got {count!r}")
+        if mean.shape != (self.dim,) or second.shape != (self.dim,):
+            raise ValueError(f"a mean of shape {mean.shape} and a second moment of shape {second.shape}, "
+                             f"these features have {self.dim} channels")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(second))):
+            raise ValueError("the mean or the second moment holds values that are not finite")
+        if np.any(second < 0):
+            raise ValueError("the second moment (a mean of squares) has negative values")
+        self.count = int(count)
+        self.mean = mean.copy()
+        self.second = second.copy()
+        self._recent = []
+
     def observe(self, z: np.ndarray) -> bool:
         """Count one picture; False (and nothing changes) when it repeats one just counted."""
         z = np.asarray(z, np.float64).reshape(-1)

@@ -14,7 +14,8 @@ from edge.overlay import CharacterPictures
 from edge.pipeline import PipelineOptions
 from edge.runtime import LookalikeModel, model_path
 from edge.sources import Frame, FrameSource
-from edge.state import ENROLLED_PREFIX, FaceMeanKeeper, StateFolder, check_name
+from edge.state import ENROLLED_PREFIX, StateFolder, StateKeeper, check_name
+from edge.style_domain import StyleStatistics
 from edge_helpers import one_error_line, read_jsonl, run_cli
 
 
@@ -148,10 +149,13 @@ def test_damaged_index_warns_at_run_and_stops_enrolment(tiny_models, drawings, p
 
 def test_reset_state_forgets_everything(tiny_models, drawings, private_state, capsys):
     assert enroll(["Robot", *drawings, "--models", tiny_models], capsys)[0] == 0
-    (private_state / "face_mean.json").write_text("{}")
+    learned = ("face_mean.json", "style_faces.json", "style_drawings.json")
+    for name in learned:
+        (private_state / name).write_text("{}")
     code, _, err = run_cli([drawings[0], "--models", tiny_models, "--no-window", "--full-frame", "--reset-state"], capsys)
-    assert code == 0 and "state reset" in err
-    assert not (private_state / "enrolled.json").exists() and not (private_state / "face_mean.json").exists()
+    assert code == 0 and "state reset" in err and "style_drawings.json" in err
+    assert not (private_state / "enrolled.json").exists()
+    assert not any((private_state / name).exists() for name in learned)
     assert not (private_state / "enrolled").exists()
 
 
@@ -175,8 +179,8 @@ def test_a_running_loop_picks_up_a_new_enrolment(tiny_models, drawings, capsys):
 def test_face_mean_survives_a_restart(private_state):
     shipped = np.array([1.0, 0.0, 0.0, 0.0], np.float32)
     domain = FaceDomain(shipped)
-    keeper = FaceMeanKeeper(StateFolder(), domain, model="abc")
-    assert keeper.restored == 0
+    keeper = StateKeeper(StateFolder(), model="abc")
+    assert keeper.keep_face_mean(domain) == 0
     for vector in ([0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]):
         assert domain.observe(np.array(vector, np.float32))
     keeper.maybe_save()  # within the save interval: not yet
@@ -186,8 +190,8 @@ def test_face_mean_survives_a_restart(private_state):
     assert saved["count"] == 2 and saved["model"] == "abc"
 
     again = FaceDomain(shipped)
-    keeper = FaceMeanKeeper(StateFolder(), again, model="abc")
-    assert keeper.restored == 2 and again.count == 2 and np.allclose(again.mean, domain.mean, atol=1e-6)
+    assert StateKeeper(StateFolder(), model="abc").keep_face_mean(again) == 2
+    assert again.count == 2 and np.allclose(again.mean, domain.mean, atol=1e-6)
 
 
 def test_face_mean_of_another_model_or_damaged_gives_the_shipped_one(private_state, capsys):
@@ -196,15 +200,112 @@ def test_face_mean_of_another_model_or_damaged_gives_the_shipped_one(private_sta
     domain.observe(np.array([0.0, 1.0, 0.0, 0.0], np.float32))
     StateFolder().save_face_mean(domain.mean, domain.count, "old-model")
     fresh = FaceDomain(shipped)
-    FaceMeanKeeper(StateFolder(), fresh, model="new-model")
+    StateKeeper(StateFolder(), model="new-model").keep_face_mean(fresh)
     assert fresh.count == 0 and np.array_equal(fresh.mean, shipped)
     assert "another model" in capsys.readouterr().err
     for damage in ("{not json", '{"version": 1, "model": "m", "count": 1, "mean": [1, 2]}', '{"version": 7}'):
         (private_state / "face_mean.json").write_text(damage)
         fresh = FaceDomain(shipped)
-        FaceMeanKeeper(StateFolder(), fresh, model="m")
+        StateKeeper(StateFolder(), model="m").keep_face_mean(fresh)
         assert fresh.count == 0 and np.array_equal(fresh.mean, shipped)
         assert "damaged" in capsys.readouterr().err
+
+
+# --- the classifier's statistics a camera learns -------------------------------------------------
+
+
+def _pictures_seen(count: int, dim: int = 4, seed: int = 0) -> np.ndarray:
+    """Features of ``count`` different pictures of one style (shifted and stretched from the prior)."""
+    return np.random.default_rng(seed).normal(2.0, 3.0, (count, dim))
+
+
+def test_style_statistics_survive_a_restart(private_state):
+    statistics = StyleStatistics(4, prior=5)
+    keeper = StateKeeper(StateFolder(), model="abc")
+    assert keeper.keep_style(statistics, "faces") == 0
+    for z in _pictures_seen(6):
+        assert statistics.observe(z)
+    keeper.maybe_save()  # within the save interval: not yet
+    assert not (private_state / "style_faces.json").exists()
+    keeper.maybe_save(force=True)
+    saved = json.loads((private_state / "style_faces.json").read_text())
+    assert saved["count"] == 6 and saved["model"] == "abc" and saved["version"] == 1
+    (private_state / "style_faces.json").unlink()
+    keeper.maybe_save(force=True)  # nothing new counted since: nothing written
+    assert not (private_state / "style_faces.json").exists()
+    assert statistics.observe(_pictures_seen(1, seed=5)[0])
+    keeper.maybe_save(force=True)
+    saved = json.loads((private_state / "style_faces.json").read_text())
+    assert saved["count"] == 7
+
+    again = StyleStatistics(4, prior=5)
+    assert StateKeeper(StateFolder(), model="abc").keep_style(again, "faces") == 7
+    assert again.count == 7 and np.array_equal(again.mean, statistics.mean)
+    assert np.array_equal(again.second, statistics.second)
+    picture = np.array([1.0, -1.0, 4.0, 0.0])
+    np.testing.assert_array_equal(again.standardise(picture), statistics.standardise(picture))
+
+
+def test_one_keeper_keeps_the_face_mean_and_the_statistics(private_state):
+    domain = FaceDomain(np.array([1.0, 0.0, 0.0, 0.0], np.float32))
+    statistics = StyleStatistics(4, prior=5)
+    keeper = StateKeeper(StateFolder(), model="abc")
+    keeper.keep_face_mean(domain)
+    keeper.keep_style(statistics, "faces")
+    statistics.observe(_pictures_seen(1)[0])  # only the statistics counted something: only they are written
+    keeper.maybe_save(force=True)
+    assert (private_state / "style_faces.json").exists() and not (private_state / "face_mean.json").exists()
+    domain.observe(np.array([0.0, 1.0, 0.0, 0.0], np.float32))
+    keeper.maybe_save(force=True)
+    assert json.loads((private_state / "face_mean.json").read_text())["count"] == 1
+
+
+def test_style_statistics_of_another_model_or_damaged_give_the_prior(private_state, capsys):
+    learnt = StyleStatistics(4)
+    for z in _pictures_seen(3):
+        learnt.observe(z)
+    StateFolder().save_style_statistics(learnt, "faces", "old-model")
+    fresh = StyleStatistics(4)
+    assert StateKeeper(StateFolder(), model="new-model").keep_style(fresh, "faces") == 0
+    assert fresh.count == 0 and np.array_equal(fresh.mean, np.zeros(4)) and np.array_equal(fresh.second, np.ones(4))
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "another model" in err and "style_faces.json" in err
+    good = '"model": "m", "count": 3, "mean": [0, 0, 0, 0], "second": [1, 1, 1, 1]'
+    for damage in ("{not json", "[1, 2]", '{"version": 7}', '{"version": 1, "model": "m", "count": 3}',
+                   '{"version": 1, ' + good.replace("[0, 0, 0, 0]", "[0, 0]") + "}",
+                   '{"version": 1, ' + good.replace("[0, 0, 0, 0]", "[0, NaN, 0, 0]") + "}",
+                   '{"version": 1, ' + good.replace('"count": 3', '"count": -3') + "}",
+                   '{"version": 1, ' + good.replace('"count": 3', '"count": "many"') + "}"):
+        (private_state / "style_faces.json").write_text(damage)
+        fresh = StyleStatistics(4)
+        assert StateKeeper(StateFolder(), model="m").keep_style(fresh, "faces") == 0
+        assert fresh.count == 0 and np.array_equal(fresh.mean, np.zeros(4)) and np.array_equal(fresh.second, np.ones(4))
+        err = capsys.readouterr().err
+        assert err.count("warning:") == 1 and "damaged" in err, damage
+        assert (private_state / "style_faces.json").read_text() == damage  # never deleted: --reset-state does that
+    (private_state / "style_faces.json").write_text('{"version": 1, ' + good + "}")  # the undamaged one is read
+    assert StateKeeper(StateFolder(), model="m").keep_style(StyleStatistics(4), "faces") == 3
+
+
+def test_drawings_and_faces_learn_apart(private_state, capsys):
+    faces, drawings = StyleStatistics(4), StyleStatistics(4)
+    StateKeeper(StateFolder(), model="m").keep_style(faces, "faces")
+    for z in _pictures_seen(5, seed=1):
+        faces.observe(z)
+    StateFolder().save_style_statistics(faces, "faces", "m")
+    keeper = StateKeeper(StateFolder(), model="m")
+    assert keeper.keep_style(drawings, "drawings") == 0  # the faces seen say nothing about drawings
+    for z in _pictures_seen(2, seed=2) * 10.0:
+        drawings.observe(z)
+    keeper.maybe_save(force=True)
+    assert json.loads((private_state / "style_drawings.json").read_text())["count"] == 2
+    assert json.loads((private_state / "style_faces.json").read_text())["count"] == 5  # untouched
+    restored = StyleStatistics(4)
+    assert StateKeeper(StateFolder(), model="m").keep_style(restored, "faces") == 5
+    assert np.array_equal(restored.mean, faces.mean)
+    with pytest.raises(ValueError, match="faces, drawings"):
+        StateFolder().save_style_statistics(faces, "photos", "m")
+    assert capsys.readouterr().err == ""
 
 
 class _LiveVideo(FrameSource):
@@ -226,14 +327,21 @@ class _LiveVideo(FrameSource):
         self._capture.release()
 
 
-def test_a_camera_run_keeps_its_face_mean_and_a_video_file_does_not(tiny_models, face_video, private_state):
+def test_a_camera_run_keeps_what_it_learned_and_a_video_file_does_not(tiny_models, face_video, private_state):
     from edge.live import run
 
     run(RunOptions(source=str(face_video), models=tiny_models, show_window=False, quiet=True))
-    assert not (private_state / "face_mean.json").exists()  # a video file is not this camera's people
+    assert not list(private_state.iterdir())  # a video file is not this camera's people
     run(RunOptions(models=tiny_models, show_window=False, quiet=True), source=_LiveVideo(face_video))
     saved = json.loads((private_state / "face_mean.json").read_text())
     model = LookalikeModel(model_path(tiny_models, "int8"))
     assert saved["count"] >= 1 and saved["model"] == model.sidecar.tflite_sha256
     matcher, _ = make_matcher(model, RunOptions(models=tiny_models))
     assert not np.allclose(saved["mean"], matcher.gallery.face_mean, atol=1e-4)  # it learned something
+    style = json.loads((private_state / "style_faces.json").read_text())
+    assert style["count"] >= 1 and style["model"] == model.sidecar.tflite_sha256
+    assert not (private_state / "style_drawings.json").exists()
+
+    # The next camera run starts where this one stopped, and goes on counting.
+    run(RunOptions(models=tiny_models, show_window=False, quiet=True, max_frames=20), source=_LiveVideo(face_video))
+    assert json.loads((private_state / "style_faces.json").read_text())["count"] > style["count"]

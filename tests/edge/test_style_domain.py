@@ -130,7 +130,7 @@ def test_an_older_gallery_without_the_head_keeps_the_shipped_statistics(models_c
     assert matcher.style is None
 
 
-def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tmp_path, capsys):
+def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tmp_path, private_state, capsys):
     pictures = sorted(TWEMOJI.glob("*/*.png"))[:120:12]
     folder = tmp_path / "drawings"
     folder.mkdir()
@@ -145,3 +145,29 @@ def test_a_folder_of_drawings_is_answered_with_learnt_statistics(tiny_models, tm
         scores[bool(flag)] = [json.loads(line)["faces"][0]["top"][0]["score"] for line in out.read_text().splitlines()]
     assert scores[True][0] == pytest.approx(scores[False][0], abs=1e-3)  # the first picture: the prior, both ways
     assert sum(abs(a - b) > 1e-3 for a, b in zip(scores[True][2:], scores[False][2:])) >= len(pictures) - 3
+    assert not list(private_state.glob("style_*.json"))  # a folder is not what this device's camera sees
+
+
+def test_statistics_continue_from_a_restored_estimate_and_refuse_a_broken_one():
+    rng = np.random.default_rng(1)
+    pictures = rng.normal(2.0, 3.0, (40, 5))
+    learnt = StyleStatistics(5, prior=5)
+    for z in pictures[:20]:
+        learnt.observe(z)
+    again = StyleStatistics(5, prior=5)
+    again.restore(learnt.count, learnt.mean, learnt.second)
+    for z in pictures[20:]:
+        learnt.observe(z)
+        again.observe(z)
+    assert again.count == learnt.count == 40
+    np.testing.assert_allclose(again.mean, learnt.mean)
+    np.testing.assert_allclose(again.standardise(pictures[0]), learnt.standardise(pictures[0]))
+
+    fresh = StyleStatistics(5)
+    good = np.zeros(5), np.ones(5)
+    for count, mean, second in [(-1, *good), (2.5, *good), (True, *good), (3, np.zeros(4), np.ones(5)),
+                                (3, np.zeros(5), np.ones((5, 1))), (3, np.full(5, np.nan), np.ones(5)),
+                                (3, np.zeros(5), np.full(5, np.inf)), (3, np.zeros(5), -np.ones(5))]:
+        with pytest.raises(ValueError):
+            fresh.restore(count, mean, second)
+        assert fresh.count == 0 and np.array_equal(fresh.mean, np.zeros(5))  # nothing changed
