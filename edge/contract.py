@@ -11,6 +11,11 @@ What the model sees:
 - for a camera face: a square around the detected face box, ``face_scale`` times its size and
   shifted up by ``face_shift_y`` of its height so hair and headwear are in frame, the way an emoji
   character fills its picture; borders outside the frame are replicated;
+- for a whole picture on a plain white background (a drawing): the square around its figure, with
+  ``content_margin`` of the figure's size on each side, padded with white; the art styles draw their
+  figures at different sizes within the picture, and this takes that difference away (measured
+  leave-one-style-out: the mean top-1 rose by 4 to 5 points in every column, see the README).
+  Any other whole picture (a photo, a camera frame): its centre square;
 - resized with area interpolation when shrinking, linear when enlarging;
 - face crops (not whole pictures) scaled to a fixed mean pixel value, so lighting and exposure
   do not change the answer.
@@ -26,7 +31,12 @@ import cv2
 import numpy as np
 
 # 2: the optional third output ``traits`` (face-trait probabilities) with its names and thresholds.
-CONTRACT_VERSION = 2
+# 3: ``content_margin``: a drawing on white is cut to its figure.
+CONTRACT_VERSION = 3
+# A picture's background counts as plain white when this share of its border pixels is at least
+# WHITE_LEVEL in every channel; the figure is every pixel below WHITE_LEVEL in some channel.
+WHITE_LEVEL = 240
+WHITE_BORDER_SHARE = 0.9
 OUTPUT_NAMES = ("probabilities", "embedding")
 TRAITS_OUTPUT = "traits"
 
@@ -47,6 +57,9 @@ class InputContract:
     # Face crops are scaled so their mean pixel value is this: the answer should not change with
     # the room's lighting or the camera's exposure. None leaves crops as they are.
     face_pixel_mean: float | None = 120.0
+    # A drawing on white is cut to the square around its figure with this margin (a share of the
+    # figure's larger side, on each side). None: every whole picture gives its centre square.
+    content_margin: float | None = 0.08
     embedding_dim: int | None = None  # known once the model is built (training sets it); every artifact has it
     outputs: tuple[str, ...] = OUTPUT_NAMES
     # Face traits the model reads (its ``traits`` output, probabilities 0..1 in this order) and the
@@ -64,6 +77,8 @@ class InputContract:
             raise ValueError(f"input size {self.input_size} is too small (at least 32)")
         if self.channel_order != "RGB":
             raise ValueError(f"unsupported channel order {self.channel_order!r}")
+        if self.content_margin is not None and not 0.0 <= self.content_margin <= 1.0:
+            raise ValueError(f"content_margin must be between 0 and 1, got {self.content_margin}")
         if len(self.traits) != len(self.trait_thresholds):
             raise ValueError(f"{len(self.traits)} traits but {len(self.trait_thresholds)} thresholds")
         if bool(self.traits) != (TRAITS_OUTPUT in self.outputs):
@@ -136,10 +151,35 @@ def center_square(rgb: np.ndarray) -> np.ndarray:
     return rgb[top : top + side, left : left + side]
 
 
+def content_square(image: np.ndarray, margin: float) -> np.ndarray | None:
+    """The square around the figure of a picture on a plain white background, ``margin`` of the
+    figure's larger side added on each side and padded with white; None when the background is not
+    plain white (a photo, a camera frame) or there is no figure. Channel order does not matter."""
+    h, w = image.shape[:2]
+    ring = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3),
+                           image[:, :2].reshape(-1, 3), image[:, -2:].reshape(-1, 3)])
+    if np.mean((ring >= WHITE_LEVEL).all(axis=1)) < WHITE_BORDER_SHARE:
+        return None
+    figure = (image < WHITE_LEVEL).any(axis=2)
+    rows, cols = np.flatnonzero(figure.any(axis=1)), np.flatnonzero(figure.any(axis=0))
+    if not len(rows):
+        return None
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = max(1, int(round(max(bottom - top, right - left) * (1.0 + 2.0 * margin))))
+    y0 = int(round((top + bottom - side) / 2.0))
+    x0 = int(round((left + right - side) / 2.0))
+    out = np.full((side, side, 3), 255, np.uint8)
+    sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y0 + side, h), min(x0 + side, w)
+    out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = image[sy0:sy1, sx0:sx1]
+    return out
+
+
 def prepare_image(rgb: np.ndarray, contract: InputContract) -> np.ndarray:
-    """A whole picture (a character image, a pre-cropped face) -> model input, uint8 RGB."""
+    """A whole picture (a character image, a pre-cropped face) -> model input, uint8 RGB: a drawing
+    on white cut to its figure (``content_margin``), anything else its centre square."""
     _check_rgb(rgb)
-    return resize_square(center_square(rgb), contract.input_size)
+    square = None if contract.content_margin is None else content_square(rgb, contract.content_margin)
+    return resize_square(center_square(rgb) if square is None else square, contract.input_size)
 
 
 def face_crop_box(
