@@ -94,3 +94,24 @@ def test_a_contract_field_missing_from_an_artifact_is_refused_not_defaulted():
             InputContract.from_dict(partial)
     with pytest.raises(ValueError, match="embedding_dim"):
         InputContract.from_dict(data | {"embedding_dim": None})
+
+
+def test_a_drawing_on_white_is_cut_to_its_figure_and_a_photo_keeps_its_centre_square():
+    from edge.contract import center_square, prepare_image, resize_square
+
+    contract = InputContract(labels=("a", "b"), input_size=64, embedding_dim=4)
+    drawing = np.full((200, 300, 3), 255, np.uint8)
+    drawing[40:80, 200:230] = (10, 120, 200)  # a small figure off centre, 40 tall and 30 wide
+    prepared = prepare_image(drawing, contract)
+    figure = (prepared < 240).any(axis=2)
+    rows, cols = np.flatnonzero(figure.any(axis=1)), np.flatnonzero(figure.any(axis=0))
+    # The figure's larger side fills the square but for the margin (0.08 of it on each side), centred.
+    assert abs((rows[-1] - rows[0] + 1) - 64 / 1.16) <= 2 and abs((rows[0] + rows[-1]) / 2 - 31.5) <= 1.5
+    assert abs((cols[0] + cols[-1]) / 2 - 31.5) <= 1.5
+    # A photo (no white border) and a contract without a margin: the centre square, as before.
+    photo = np.random.default_rng(0).integers(0, 200, (200, 300, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(prepare_image(photo, contract), resize_square(center_square(photo), 64))
+    plain = dataclasses.replace(contract, content_margin=None)
+    np.testing.assert_array_equal(prepare_image(drawing, plain), resize_square(center_square(drawing), 64))
+    blank = np.full((50, 50, 3), 255, np.uint8)  # nothing drawn: the centre square
+    np.testing.assert_array_equal(prepare_image(blank, contract), resize_square(blank, 64))
