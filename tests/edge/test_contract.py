@@ -115,3 +115,17 @@ def test_a_drawing_on_white_is_cut_to_its_figure_and_a_photo_keeps_its_centre_sq
     np.testing.assert_array_equal(prepare_image(drawing, plain), resize_square(center_square(drawing), 64))
     blank = np.full((50, 50, 3), 255, np.uint8)  # nothing drawn: the centre square
     np.testing.assert_array_equal(prepare_image(blank, contract), resize_square(blank, 64))
+
+
+def test_a_drawing_that_touches_the_edges_gets_its_margin_too():
+    """A figure filling its picture edge to edge (70% of the twemoji pictures) is framed like the rest."""
+    import cv2
+
+    from edge.contract import prepare_image
+
+    contract = InputContract(labels=("a", "b"), input_size=116, embedding_dim=4)
+    drawing = np.full((100, 100, 3), 255, np.uint8)
+    cv2.circle(drawing, (50, 50), 50, (250, 200, 0), -1)  # touches all four edges
+    figure = (prepare_image(drawing, contract) < 240).any(axis=2)
+    cols = np.flatnonzero(figure.any(axis=0))
+    assert abs((cols[-1] - cols[0] + 1) - 100) <= 2  # 116 / 1.16: the margin on each side
