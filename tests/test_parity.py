@@ -84,10 +84,10 @@ def png_copy(photo: Path, folder: Path) -> Path:
 def edge_faces(models_dir: Path, variant: str, photo: Path) -> tuple[LookalikeModel, LookalikeMatcher, list[EdgeFace]]:
     """The device's path for one photo: every face, with full classifier and gallery scores."""
     model = LookalikeModel(model_path(models_dir, variant))
-    # The shipped face mean, kept fixed: the faces of the photo would otherwise move it while they are
-    # scored, and the reference below scores them all with one mean.
+    # The shipped face mean and feature statistics, kept fixed: the faces of the photo would otherwise
+    # move them while they are scored, and the reference below scores them all with the model's own.
     matcher = LookalikeMatcher.from_sidecar(model.path, model.sidecar, model.labels, model.contract.embedding_dim, "classifier",
-                                            adapt=False)
+                                            adapt=False, adapt_style=False)
     everything = max(len(model.labels), len(matcher.gallery.labels) if matcher.gallery else 0)
     # One inference per crop (no mirror average): this compares exactly what one crop gives.
     pipeline = LookalikePipeline(model, HaarFaceDetector(), matcher, PipelineOptions(top_k=everything, mirror=False))
