@@ -8,7 +8,7 @@ consumers L2-normalise it exactly, in float: an int8 L2 normalisation inside the
 sum of squares to rounding).
 
 Features come from the middle of MobileNetV2 (``block_12_add``, 96 channels at 1/16 resolution) by
-default rather than from its last layer. Measured on the held-out openmoji style with the same head:
+default rather than from its last layer. Measured on openmoji with the same head (old protocol, its own statistics):
 top-1 0.51 from ``block_12_add`` against 0.34 from ``out_relu``. The top blocks specialise in
 ImageNet's photographic objects; the middle of the network describes shapes, parts and colours,
 which carry across art styles (and toward camera faces). It also skips a third of the backbone's
