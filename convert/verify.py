@@ -86,14 +86,9 @@ def adapted_answers(head, embeddings: np.ndarray, seed: int) -> np.ndarray:
     """Top-1 of the device's adaptive classifier (``edge.style_domain``, the device's code) for each
     row of ``embeddings`` (the model's raw embedding output), met in a seeded random order, each
     answered before it is counted."""
-    from edge.style_domain import StyleAdaptation
+    from edge.style_domain import adapted_probabilities
 
-    style = StyleAdaptation.start(head)
-    answers = np.empty(len(embeddings), np.int64)
-    for i in np.random.default_rng(seed).permutation(len(embeddings)):
-        answers[i] = int(np.argmax(style.probabilities(embeddings[i])))
-        style.observe(embeddings[i])
-    return answers
+    return np.argmax(adapted_probabilities(head, embeddings, seed)[0], axis=1)
 
 
 def noisy_copies(images: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -109,15 +109,29 @@ class StyleStatistics:
         return True
 
 
-def causal_standardise(z: np.ndarray, prior: float = PRIOR_PICTURES) -> np.ndarray:
+def causal_standardise(z: np.ndarray, prior: float = PRIOR_PICTURES, statistics: "StyleStatistics | None" = None) -> np.ndarray:
     """Each row of ``z`` (N, D) standardised by the estimate of the rows before it, as a device that
-    answers each picture and then counts it (a simulation of the device with its own code)."""
-    stats = StyleStatistics(z.shape[1], prior)
+    answers each picture and then counts it (a simulation of the device with its own code).
+    ``statistics``: the estimate to start from and leave updated (default: a new one from the prior)."""
+    stats = statistics if statistics is not None else StyleStatistics(z.shape[1], prior)
     out = np.empty(z.shape, np.float32)
     for i, row in enumerate(z):
         out[i] = stats.standardise(row)
         stats.observe(row)
     return out
+
+
+def adapted_probabilities(head: "ClassifierHead", embeddings: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """The adaptive classifier's probabilities (N, C) for ``embeddings`` (N, D, the model's embedding
+    output as it came), the pictures met in a seeded random order, each answered before it is
+    counted; and how many were counted. What training and conversion measure the device by."""
+    embeddings = np.asarray(embeddings, np.float32)
+    scale = float(np.sqrt(embeddings.shape[1]))
+    order = np.random.default_rng(seed).permutation(len(embeddings))
+    statistics = StyleStatistics(embeddings.shape[1])
+    adapted = np.empty_like(embeddings)
+    adapted[order] = causal_standardise(embeddings[order] * scale, statistics=statistics) / scale
+    return head.probabilities(adapted), statistics.count
 
 
 @dataclass(frozen=True)

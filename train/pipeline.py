@@ -36,7 +36,7 @@ from edge.model_card import CARD_VERSION
 from edge.outputs import make_staging
 from edge.ranking import in_top_k, top_k_indices
 from edge.runtime import sha256_file
-from edge.style_domain import PRIOR_PICTURES, ClassifierHead, StyleAdaptation, floored_spread
+from edge.style_domain import PRIOR_PICTURES, ClassifierHead, adapted_probabilities, floored_spread
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch
 from train.data import Dataset, DatasetError, has_skin_tone, held_out_rows, load_dataset, load_images, picture_group
@@ -206,15 +206,11 @@ def device_adapted(head_weights: dict[str, np.ndarray], embeddings: np.ndarray, 
                    labels: tuple[str, ...], seed: int) -> dict[str, Any]:
     """Top-1/top-5 of the device's adaptive classifier (``edge.style_domain``, the device's own code) over
     the pictures in a seeded random order, each answered before it is counted."""
-    style = StyleAdaptation.start(ClassifierHead(head_weights["head_kernel"], head_weights["head_bias"]))
-    order = np.random.default_rng(seed).permutation(len(targets))
-    probabilities = np.empty((len(targets), len(labels)), np.float32)
-    for i in order:
-        probabilities[i] = style.probabilities(embeddings[i])
-        style.observe(embeddings[i])
+    head = ClassifierHead(head_weights["head_kernel"], head_weights["head_bias"])
+    probabilities, counted = adapted_probabilities(head, embeddings, seed)
     figures = evaluate(probabilities, np.asarray(targets), labels)
     return {"top1": figures["top1"], "top5": figures["top5"], "macro_top1": figures["macro_top1"],
-            "prior_pictures": PRIOR_PICTURES, "counted": style.statistics.count}
+            "prior_pictures": PRIOR_PICTURES, "counted": counted}
 
 
 def assemble_model(contract: InputContract, backbone, head, target: DomainStats, trait_head=None):
