@@ -13,6 +13,10 @@ the image). ``Conv1``'s 'same' padding added zeros of the *scaled* input, i.e. p
 -o/s (127.5), so the folded graph pads with that value explicitly and convolves without padding;
 the int8 graph stores the pad value as 127 or 128 (the only rounding left, on one border row and
 column). In float the folded model computes the same function (checked in the tests).
+
+A model with the fixed input smoothing (``train.model.SMOOTHING_LAYER``, a 3x3 blur on the pixels
+before the scaling) keeps it as its first layer: the blurred pixels, still on the 0..255 scale,
+enter the padding and the folded ``Conv1``.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import numpy as np
 from convert import ConvertError
 
 SCALING_LAYER = "mobilenet_scaling"
+SMOOTHING_LAYER = "input_smoothing"  # train.model.SMOOTHING_LAYER (convert does not import train)
 BACKBONE_LAYER = "backbone"
 FIRST_CONV = "Conv1"
 FIRST_NORM = "bn_Conv1"
@@ -73,9 +78,11 @@ def fold_input_scaling(model):
     pad_value = -offset / scale  # the pixel value that scales to 0
     paddings = [[0, 0], list(pads[0]), list(pads[1]), [0, 0]]
     inputs = keras.Input(model.input.shape[1:], name=model.input.name, dtype=model.input.dtype)
+    smoothing = next((layer for layer in model.layers if layer.name == SMOOTHING_LAYER), None)
+    pixels = smoothing(inputs) if smoothing is not None else inputs
     padded = keras.layers.Lambda(
         lambda x: keras.ops.pad(x, paddings, constant_values=pad_value), name="pad_as_scaled_zero"
-    )(inputs)
+    )(pixels)
     outputs = new_backbone(padded)
     features, tap = (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) else (outputs, None)
     pooled = model.get_layer("pool")(features)

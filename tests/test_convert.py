@@ -186,6 +186,9 @@ def test_folded_input_scaling_computes_what_the_model_does(tiny_source):
     images[2, -1, :, :] = 0
     folded = input_scaling.fold_input_scaling(model)
     assert "mobilenet_scaling" not in [layer.name for layer in folded.layers]
+    from train.model import SMOOTHING_LAYER
+
+    assert input_scaling.SMOOTHING_LAYER == SMOOTHING_LAYER and folded.layers[1].name == SMOOTHING_LAYER  # the blur stays first
     assert input_scaling.largest_output_difference(model, folded, images) < 1e-4
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 

@@ -122,11 +122,33 @@ def test_a_head_file_round_trips_and_a_broken_one_is_refused(tmp_path):
             TraitHead.load(tmp_path / name)
 
 
+def test_a_head_trained_on_other_input_smoothing_is_refused_with_one_line(tmp_path):
+    from edge.contract import InputContract
+    from train.model import INPUT_SMOOTHING
+    from train.traits import check_compatible
+
+    head = TraitHead(FACE_TRAITS, np.ones((6, len(FACE_TRAITS)), np.float32), np.zeros(len(FACE_TRAITS), np.float32),
+                     np.full(len(FACE_TRAITS), 0.4, np.float32), "block_12_depthwise_relu", 2, 224, "ab" * 32, {})
+    head.save(tmp_path / "head.npz")
+    assert TraitHead.load(tmp_path / "head.npz").input_smoothing == INPUT_SMOOTHING
+    with np.load(tmp_path / "head.npz") as data:  # a head file from before the smoothing (format 1)
+        arrays = {k: data[k] for k in data.files if k != "input_smoothing"}
+    arrays["format_version"] = np.array(1)
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = TraitHead.load(tmp_path / "old.npz")
+    assert old.input_smoothing == "none"
+    with pytest.raises(TraitHeadError, match="input smoothing 'none'.*make traits"):
+        check_compatible(old, None, InputContract(labels=("a", "b")))  # refused before the backbone is read
+
+
 def test_the_shipped_head_is_documented_and_fits_the_shared_weights():
     from train.traits import DEFAULT_HEAD, MATCH_FILE, read_match_weights
 
+    from train.model import INPUT_SMOOTHING
+
     head = TraitHead.load(DEFAULT_HEAD)
     assert head.traits == FACE_TRAITS and "non-commercial" in head.metrics["licence"]
+    assert head.input_smoothing == INPUT_SMOOTHING
     assert "non-commercial" in (DEFAULT_HEAD.parent / "README.md").read_text()
     assert set(read_match_weights(MATCH_FILE)) and all(v >= 0 for v in read_match_weights(MATCH_FILE).values())
     for trait in ("glasses", "hat", "bald", "white_hair", "blond_hair", "male"):

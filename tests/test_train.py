@@ -179,6 +179,74 @@ def test_contract_round_trips_and_rejects_other_versions():
         InputContract.from_dict(data)
 
 
+def test_pixel_noise_moves_each_level_by_at_most_its_amplitude_and_is_seeded():
+    from train.augment import pixel_noise
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    images[0], images[1] = 0, 255
+    noisy = pixel_noise(images, 2, np.random.default_rng(5))
+    assert noisy.dtype == np.uint8 and np.array_equal(noisy, pixel_noise(images, 2, np.random.default_rng(5)))
+    moved = noisy[2].astype(int) - images[2].astype(int)
+    inside = (images[2] >= 2) & (images[2] <= 253)
+    assert set(np.unique(moved[inside])) == {-2, -1, 0, 1, 2}
+    assert noisy[0].max() == 2 and noisy[0].min() == 0 and noisy[1].min() == 253 and noisy[1].max() == 255  # clipped
+    with pytest.raises(ValueError, match="amplitude"):
+        pixel_noise(images, 0, np.random.default_rng(5))
+
+
+def test_training_copies_are_originals_then_augmented_then_one_noisy_copy_per_amplitude():
+    from train.pipeline import TrainConfig, training_copies
+
+    def extractor(batch, training=False):  # "features": the pixels themselves
+        return batch.reshape(len(batch), -1)
+
+    images = np.random.default_rng(1).integers(20, 236, (5, 24, 24, 3), dtype=np.uint8)
+    config = TrainConfig(augment_copies=1, noise_copies=(1, 3), feature_batch=2)
+    copies = training_copies(config, extractor, images, np.random.default_rng(2))
+    assert len(copies) == 4 and all(c.shape == (5, 24 * 24 * 3) for c in copies)
+    np.testing.assert_array_equal(copies[0], images.reshape(5, -1))
+    assert np.abs(copies[1] - copies[0]).max() > 3  # augmented: another picture
+    for copy, amplitude in zip(copies[2:], (1, 3)):  # noisy: the same picture, each level moved by up to the amplitude
+        assert np.abs(copy - copies[0]).max() == amplitude
+    assert len(training_copies(TrainConfig(augment_copies=0, noise_copies=()), extractor, images, np.random.default_rng(2))) == 1
+
+
+def test_the_head_kernel_is_shrunk_by_its_l2_penalty():
+    from train.pipeline import TrainConfig, train_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32) / np.sqrt(8)
+    y = (x[:, 0] > 0).astype(int)
+    norms = {}
+    for l2 in (0.0, 0.1):
+        config = TrainConfig(head_l2=l2, dropout=0.0, learning_rate=1e-2)
+        head, _ = train_head(config, x, y, None, None, 2, print, epochs=20)
+        norms[l2] = float(np.linalg.norm(head.get_layer("probabilities").get_weights()[0]))
+    assert norms[0.1] < 0.5 * norms[0.0]
+
+
+def test_the_model_blurs_its_pixels_with_a_fixed_kernel_before_the_scaling():
+    import keras
+
+    from train.model import SMOOTHING_LAYER, build_model, model_input
+    from train.pipeline import feature_extractor
+
+    contract = InputContract(labels=("a", "b"), input_size=32)
+    inputs = keras.Input((32, 32, 3))
+    front = keras.Model(inputs, model_input(inputs, contract))
+    image = np.zeros((1, 32, 32, 3), np.float32)
+    image[0, 10, 10] = 255.0
+    out = (np.asarray(front(image)) + 1.0) * 127.5  # back to the pixel scale
+    expected = cv2.filter2D(image[0], -1, np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]), borderType=cv2.BORDER_CONSTANT)
+    np.testing.assert_allclose(out[0], expected, atol=1e-3)
+    assert out[0, 10, 10, 0] == pytest.approx(255.0 / 4, abs=1e-3) and out[0, 9, 10, 0] == pytest.approx(255.0 / 8, abs=1e-3)
+    model = build_model(InputContract(labels=("a", "b"), input_size=48), weights=None, alpha=0.35)
+    extractor, _ = feature_extractor(InputContract(labels=("a", "b"), input_size=48), None, 0.35, "block_12_add")
+    for built in (model, extractor):  # the model and the features its head is trained on see the same pixels
+        layer = built.get_layer(SMOOTHING_LAYER)
+        assert not layer.trainable and built.layers[1] is layer
+
+
 def test_model_outputs_probabilities_and_standardised_embedding():
     from train.model import build_model
 

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from edge.argtypes import whole
+from edge.argtypes import decimal, whole
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,6 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=whole(1), default=8, help="early stopping patience (epochs)")
     parser.add_argument("--augment-copies", type=whole(0), default=3,
                         help="augmented copies of each training image (0: the originals only)")
+    parser.add_argument("--noise-copies", type=whole(1, 16), nargs="*", default=[1, 2], metavar="LEVELS",
+                        help="then one copy of the originals per amplitude with +-LEVELS pixel noise "
+                             "(the flag alone: none)")
+    parser.add_argument("--head-l2", type=decimal(0.0, 10.0), default=1e-2, help="L2 penalty on the head's kernel")
     parser.add_argument("--faces", default=None,
                         help="folder of photos of real people: the face domain the device's gallery match is "
                              "centred on (default: the faces that ship with scikit-image)")
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
-        seed=args.seed, max_per_class=args.max_per_class, faces=args.faces, detector=args.detector,
+        noise_copies=tuple(args.noise_copies), head_l2=args.head_l2, seed=args.seed, max_per_class=args.max_per_class, faces=args.faces, detector=args.detector,
         traits=args.traits, use_traits=not args.no_traits,
     )
     try:

@@ -108,3 +108,13 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
 
 def augment_batch(images: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
     return np.stack([augment(img, rng, cfg) for img in images])
+
+
+def pixel_noise(images: np.ndarray, amplitude: int, rng: np.random.Generator) -> np.ndarray:
+    """``images`` (uint8) with every pixel level moved by a whole number drawn uniformly from
+    [-amplitude, amplitude], clipped to 0..255: a camera's or an encoder's least-significant-bit
+    noise. Training copies with it teach the head answers that survive it."""
+    if amplitude < 1:
+        raise ValueError(f"pixel noise amplitude must be 1 or more, not {amplitude}")
+    moved = images.astype(np.int16) + rng.integers(-amplitude, amplitude + 1, images.shape, dtype=np.int16)
+    return np.clip(moved, 0, 255).astype(np.uint8)

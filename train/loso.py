@@ -31,19 +31,18 @@ import numpy as np
 from edge.artifacts import atomic_write_json
 from edge.contract import InputContract
 from edge.style_domain import PRIOR_PICTURES, causal_standardise
-from train.augment import AugmentConfig, augment_batch
 from train.data import (DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, check_loso_args, held_out_rows,
                         load_images, load_styles, picture_group)
-from train.model import LOGIT_SCALE
-from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor, pooled_features,
-                            train_head, unit_scale)
+from train.model import INPUT_SMOOTHING, LOGIT_SCALE
+from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor,
+                            train_head, training_copies, unit_scale)
 
 LOSO_REPORT_FILE = "loso_report.json"
 
 
 @dataclass
 class StyleFeatures:
-    """One style's pooled features: ``copies[0]`` the originals, then the augmented copies (each (N, D))."""
+    """One style's pooled features: ``copies[0]`` the originals, then the augmented and noisy copies (each (N, D); ``train.pipeline.training_copies``)."""
 
     name: str
     targets: np.ndarray
@@ -133,9 +132,7 @@ def style_features(config: TrainConfig, styles: Styles, extractor, rng: np.rando
     out = []
     for name, split in zip(styles.names, styles.splits):
         images = load_images(split.files, contract)
-        copies = [pooled_features(extractor, images, config.feature_batch)]
-        for _ in range(config.augment_copies):
-            copies.append(pooled_features(extractor, augment_batch(images, rng, AugmentConfig()), config.feature_batch))
+        copies = training_copies(config, extractor, images, rng)
         out.append(StyleFeatures(name, np.asarray(split.targets), [picture_group(p) for p in split.files], copies))
         log(f"features: {name}, {len(images)} pictures x {len(copies)} copies [{time.time() - started:.0f} s]")
     return out
@@ -200,7 +197,8 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
         "default_protocol": default_protocol_figure(config, features, contract.labels, log),
         "training": {"weights": "imagenet (download)" if weights == "imagenet" else ("random" if weights is None else str(weights)),
                      "input_size": config.input_size, "feature_layer": config.feature_layer,
-                     "augment_copies": config.augment_copies, "epochs": config.epochs, "patience": config.patience,
+                     "input_smoothing": INPUT_SMOOTHING, "augment_copies": config.augment_copies,
+                     "noise_copies": list(config.noise_copies), "head_l2": config.head_l2, "epochs": config.epochs, "patience": config.patience,
                      "seed": config.seed, "max_per_class": config.max_per_class},
         "seconds": {"features": round(feature_seconds, 1), "total": round(time.time() - started, 1)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},

@@ -13,6 +13,13 @@ top-1 0.51 from ``block_12_add`` against 0.34 from ``out_relu``. The top blocks 
 ImageNet's photographic objects; the middle of the network describes shapes, parts and colours,
 which carry across art styles (and toward camera faces). It also skips a third of the backbone's
 multiply-adds.
+
+Before the scaling, a fixed 3x3 Gaussian blur (``input_smoothing``, weights 1/4 1/2 1/4 along each
+axis, not trained) smooths the pixels. 71% of an emoji's pixels are pure white, and +-1 level of
+pixel noise there lit up texture channels of the backbone: a shift of several standardised units
+along almost one direction, enough to move the top-1 on 14% of the pictures. Measured by leave-one-
+style-out with five head seeds: the share of answers unchanged under +-1 level noise rose from 0.86
+to 0.96, top-1 unchanged within the seed spread (0.272 against 0.277).
 """
 from __future__ import annotations
 
@@ -27,6 +34,34 @@ from train.weights import WeightsError
 BACKBONE_NAME = "backbone"
 DEFAULT_FEATURE_LAYER = "block_12_add"
 LOGIT_SCALE = 10.0  # the head sees embedding * LOGIT_SCALE: a fixed temperature for a unit-scale input
+SMOOTHING_LAYER = "input_smoothing"
+# What smooths the pixels before the backbone; recorded with the trait head, which reads the same
+# backbone and is refused when it was trained on pictures smoothed otherwise.
+INPUT_SMOOTHING = "gaussian3"
+
+
+def smoothing_kernel(name: str = INPUT_SMOOTHING) -> np.ndarray | None:
+    """The (k, k) kernel of a named input smoothing; None for ``"none"``."""
+    if name == "none":
+        return None
+    if name == "gaussian3":
+        along = np.array([0.25, 0.5, 0.25], np.float32)
+        return np.outer(along, along)
+    raise ValueError(f"unknown input smoothing {name!r}")
+
+
+def model_input(inputs, contract: InputContract, smoothing: str = INPUT_SMOOTHING):
+    """Keras tensors: pixels 0..255 -> the fixed input smoothing -> MobileNetV2's scaling ([-1, 1])."""
+    x = inputs
+    kernel = smoothing_kernel(smoothing)
+    if kernel is not None:
+        channels = int(inputs.shape[-1])
+        layer = keras.layers.DepthwiseConv2D(kernel.shape[0], padding="same", use_bias=False, trainable=False,
+                                             name=SMOOTHING_LAYER)
+        x = layer(x)
+        layer.set_weights([np.repeat(kernel[:, :, None, None], channels, axis=2)])
+    scale, offset = contract.model_scaling
+    return keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(x)
 
 
 def build_backbone(
@@ -69,8 +104,7 @@ def build_model(
     tensor inside the same backbone pass. ``weights=None`` gives random weights (tests)."""
     size = contract.input_size
     inputs = keras.Input((size, size, 3), name="image", dtype="float32")
-    scale, offset = contract.model_scaling
-    x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
+    x = model_input(inputs, contract)
     backbone = backbone or build_backbone(contract, weights, alpha, feature_layer)
     tap = None
     if trait_head is not None:

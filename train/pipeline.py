@@ -38,9 +38,9 @@ from edge.ranking import in_top_k, top_k_indices
 from edge.runtime import sha256_file
 from edge.style_domain import PRIOR_PICTURES, ClassifierHead, adapted_probabilities, floored_spread
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
-from train.augment import AugmentConfig, augment_batch
+from train.augment import AugmentConfig, augment_batch, pixel_noise
 from train.data import Dataset, DatasetError, has_skin_tone, held_out_rows, load_dataset, load_images, picture_group
-from train.model import LOGIT_SCALE, classifier_arrays
+from train.model import INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays
 
 
 @dataclass
@@ -54,6 +54,9 @@ class TrainConfig:
     alpha: float = 1.0
     feature_layer: str = "block_12_add"
     augment_copies: int = 3
+    # Then one copy of the original pictures per amplitude, with +-a level pixel noise (train.augment.pixel_noise).
+    noise_copies: tuple[int, ...] = (1, 2)
+    head_l2: float = 1e-2  # L2 penalty on the head's kernel
     epochs: int = 40
     patience: int = 8
     batch_size: int = 32
@@ -78,15 +81,33 @@ def feature_extractor(contract: InputContract, weights: str | None, alpha: float
     """(pixels -> pooled features model, the backbone it wraps)."""
     import keras
 
-    from train.model import build_backbone
+    from train.model import build_backbone, model_input
 
     size = contract.input_size
     inputs = keras.Input((size, size, 3), name="image")
-    scale, offset = contract.model_scaling
-    x = keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(inputs)
+    x = model_input(inputs, contract)
     backbone = build_backbone(contract, weights, alpha, feature_layer)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
     return keras.Model(inputs, pooled, name="features"), backbone
+
+
+def training_copies(config: "TrainConfig", extractor, images: np.ndarray, rng: np.random.Generator, log=None) -> list[np.ndarray]:
+    """Pooled features of the training pictures as the head sees them: the originals, then
+    ``config.augment_copies`` augmented copies (``train.augment.augment_batch``), then one copy with
+    +-a level pixel noise per amplitude in ``config.noise_copies``; all drawn from ``rng`` in that order."""
+    kinds = ["original"] + ["augmented"] * config.augment_copies + [f"+-{a} level noise" for a in config.noise_copies]
+    copies = []
+    for index, kind in enumerate(kinds):
+        if kind == "original":
+            batch = images
+        elif kind == "augmented":
+            batch = augment_batch(images, rng, AugmentConfig())
+        else:
+            batch = pixel_noise(images, config.noise_copies[index - 1 - config.augment_copies], rng)
+        copies.append(pooled_features(extractor, batch, config.feature_batch))
+        if log:
+            log(f"features: copy {index + 1} of {len(kinds)} ({kind})")
+    return copies
 
 
 def pooled_features(extractor, images: np.ndarray, batch: int) -> np.ndarray:
@@ -155,7 +176,8 @@ def train_head(config: TrainConfig, x_train, y_train, x_val, y_val, num_classes:
         [
             keras.Input((x_train.shape[1],), name="embedding"),
             keras.layers.Dropout(config.dropout, name="dropout"),
-            keras.layers.Dense(num_classes, activation="softmax", name="probabilities"),
+            keras.layers.Dense(num_classes, activation="softmax", name="probabilities",
+                               kernel_regularizer=keras.regularizers.L2(config.head_l2) if config.head_l2 else None),
         ],
         name="head",
     )
@@ -417,12 +439,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     extractor, backbone = feature_extractor(contract, weights, config.alpha, config.feature_layer)
     trait_head = load_trait_head(config, backbone, contract, log)
     rng = np.random.default_rng(config.seed)
-    copies = []
-    for copy in range(config.augment_copies + 1):
-        images = x_train if copy == 0 else augment_batch(x_train, rng, AugmentConfig())
-        copies.append(pooled_features(extractor, images, config.feature_batch))
-        log(f"features: training copy {copy + 1} of {config.augment_copies + 1} ({'original' if copy == 0 else 'augmented'}) "
-            f"[{time.time() - started:.0f} s]")
+    copies = training_copies(config, extractor, x_train, rng, lambda line: log(f"{line} [{time.time() - started:.0f} s]"))
     val_features = pooled_features(extractor, x_val, config.feature_batch)
     contract = dataclasses.replace(contract, embedding_dim=int(val_features.shape[1]))
     if trait_head is not None:
@@ -585,6 +602,7 @@ def _model_card(config, weights, dataset: Dataset, contract, metrics, seconds) -
         "contract": contract.to_dict(),
         "labels": list(contract.labels),
         "architecture": {
+            "input_smoothing": INPUT_SMOOTHING,
             "backbone": f"MobileNetV2 alpha {config.alpha} up to {config.feature_layer}, ImageNet weights, frozen",
             "head": "global average pooling -> domain standardisation -> / sqrt(D) (embedding) "
                     f"-> dense softmax (logit scale {LOGIT_SCALE} folded into the kernel)",

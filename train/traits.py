@@ -43,7 +43,7 @@ from edge.face_traits import (  # noqa: E402
     FACE_TRAITS, SPLIT_RULE, FaceTraitsError, LabelledFaces, face_crops, read_labelled_faces, roc_auc,
 )
 
-HEAD_FORMAT = 1
+HEAD_FORMAT = 2  # 2 records the input smoothing; a format-1 head was trained on unsmoothed pictures
 TRAIT_LAYER = "block_12_depthwise_relu"
 GRID = 2
 DEFAULT_HEAD = Path(__file__).resolve().parent.parent / "data" / "face-traits" / "trait_head.npz"
@@ -88,6 +88,7 @@ class TraitHead:
     input_size: int
     backbone_sha256: str
     metrics: dict
+    input_smoothing: str = "gaussian3"  # train.model.INPUT_SMOOTHING when the head was trained
 
     def save(self, path: Path) -> None:
         """Atomic (``edge.artifacts.atomic_write_bytes``): a reader never sees half a head."""
@@ -98,7 +99,8 @@ class TraitHead:
         np.savez(buffer, format_version=HEAD_FORMAT, traits=np.array(self.traits), kernel=self.kernel.astype(np.float32),
                  bias=self.bias.astype(np.float32), thresholds=self.thresholds.astype(np.float32),
                  feature_layer=self.feature_layer, grid=self.grid, input_size=self.input_size,
-                 backbone_sha256=self.backbone_sha256, metrics=json.dumps(self.metrics))
+                 backbone_sha256=self.backbone_sha256, metrics=json.dumps(self.metrics),
+                 input_smoothing=self.input_smoothing)
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
@@ -109,12 +111,14 @@ class TraitHead:
             raise TraitHeadError(f"trait head {path} does not exist: {rebuild}, or train with --no-traits")
         try:
             with np.load(path, allow_pickle=False) as data:
-                if int(data["format_version"]) != HEAD_FORMAT:
+                version = int(data["format_version"])
+                if version not in (1, HEAD_FORMAT):
                     raise TraitHeadError(f"{path} has an unsupported format: {rebuild}")
                 head = cls(tuple(str(t) for t in data["traits"]), data["kernel"].astype(np.float32),
                            data["bias"].astype(np.float32), data["thresholds"].astype(np.float32),
                            str(data["feature_layer"]), int(data["grid"]), int(data["input_size"]),
-                           str(data["backbone_sha256"]), json.loads(str(data["metrics"])))
+                           str(data["backbone_sha256"]), json.loads(str(data["metrics"])),
+                           str(data["input_smoothing"]) if version >= 2 else "none")
         except TraitHeadError:
             raise
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
@@ -167,7 +171,12 @@ def grid_pool_layer(feature_size: int, grid: int):
 def check_compatible(head: TraitHead, backbone, contract: InputContract) -> bool:
     """TraitHeadError (one line) when the head cannot sit on this backbone (another input size, no such
     layer, another feature count); else whether the backbone's weights are the ones it was trained on."""
+    from train.model import INPUT_SMOOTHING
+
     rebuild = "rebuild it with 'make traits FACES=path/to/labelled/faces' (same WEIGHTS), or train with --no-traits"
+    if head.input_smoothing != INPUT_SMOOTHING:
+        raise TraitHeadError(f"the trait head was trained on pictures with input smoothing {head.input_smoothing!r}, "
+                             f"this model's is {INPUT_SMOOTHING!r}: {rebuild}")
     if head.input_size != contract.input_size:
         raise TraitHeadError(f"the trait head was trained at {head.input_size} px, this model takes "
                              f"{contract.input_size} px: {rebuild}")
@@ -301,7 +310,7 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
           max_per_split: int | None = None, log=print) -> TraitHead:
     import keras
 
-    from train.model import build_backbone
+    from train.model import INPUT_SMOOTHING, build_backbone, model_input
     from train.weights import resolve_weights
 
     started = time.time()
@@ -310,8 +319,7 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
     detectors = trait_detectors(detector_path)
     backbone = build_backbone(contract, resolve_weights(weights), feature_layer=TRAIT_LAYER)
     inputs = keras.Input((input_size, input_size, 3))
-    scale, offset = contract.model_scaling
-    tap = backbone(keras.layers.Rescaling(scale, offset=offset)(inputs), training=False)
+    tap = backbone(model_input(inputs, contract), training=False)
     extractor = keras.Model(inputs, grid_pool_layer(int(tap.shape[1]), GRID)(tap))
     features, labels, counts = {}, {}, {}
     for split in ("train", "val", "test"):
@@ -336,7 +344,8 @@ def build(faces_dir: Path, out: Path, weights: str | None, detector_path: str | 
                      backbone_fingerprint(backbone, TRAIT_LAYER),
                      {"traits": metrics, "split": SPLIT_RULE, "counts": counts, "source": str(faces_dir),
                       "detectors": [d.name for d in detectors], "seconds": round(time.time() - started, 1),
-                      "licence": "trained on CelebA attributes: non-commercial research use only"})
+                      "licence": "trained on CelebA attributes: non-commercial research use only"},
+                     INPUT_SMOOTHING)
     head.save(out)
     log("test AUC: " + ", ".join(f"{t} {metrics[t]['test_auc']}" for t in FACE_TRAITS))
     log(f"wrote {out} in {time.time() - started:.0f} s")
