@@ -471,10 +471,36 @@ def test_loso_command_tests_every_style_and_writes_only_its_report(tmp_path):
             assert 0.0 <= fold[key]["top1"] <= fold[key]["top5"] <= 1.0
     for key in ("shipped_prior", "device_adaptation"):
         assert report["mean"][key]["top1"] == pytest.approx(np.mean([f[key]["top1"] for f in report["folds"]]), abs=1e-4)
+    for fold in report["folds"]:  # the default --noise-copies 1 2 gives each held-out style its +-1 level copy
+        assert set(fold["noise_agreement"]) == {"shipped_prior", "device_adaptation"}
+        assert all(0.0 <= v <= 1.0 for v in fold["noise_agreement"].values())
+    assert report["mean"]["noise_agreement"]["shipped_prior"] == pytest.approx(
+        np.mean([f["noise_agreement"]["shipped_prior"] for f in report["folds"]]), abs=1e-4)
+    assert report["training"]["noise_copies"] == [1, 2] and report["training"]["input_smoothing"] == "gaussian3"
     assert report["default_protocol"] is None  # these are not the embedded dataset's styles
     assert report["seconds"]["total"] >= report["seconds"]["features"] > 0
     mean_row = [line for line in result.stdout.splitlines() if line.startswith("mean ")]
     assert len(mean_row) == 1 and f"{report['mean']['shipped_prior']['top1']:.3f}" in mean_row[0]
+
+
+def test_loso_noise_agreement_compares_the_held_out_style_with_its_plus_minus_one_copy():
+    from train.loso import StyleFeatures, noise_agreement
+    from train.pipeline import DomainStats, TrainConfig, train_head
+
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=(60, 6)).astype(np.float32)
+    targets = clean[:, :4].argmax(axis=1)
+    config = TrainConfig(augment_copies=1, noise_copies=(2, 1), learning_rate=1e-2, dropout=0.0)
+    head, _ = train_head(config, clean / np.sqrt(6), targets, None, None, 4, print, epochs=30)
+    prior, order = DomainStats.of(clean), rng.permutation(60)
+    # copies: originals, 1 augmented, +-2 noise, +-1 noise: only the last one is compared
+    unchanged = StyleFeatures("s", targets, [""] * 60, [clean, -clean, -clean, clean.copy()])
+    assert noise_agreement(config, head, prior, unchanged, order) == {
+        "noise_agreement": {"shipped_prior": 1.0, "device_adaptation": 1.0}}
+    moved = StyleFeatures("s", targets, [""] * 60, [clean, clean, clean, rng.normal(size=(60, 6)).astype(np.float32)])
+    figures = noise_agreement(config, head, prior, moved, order)["noise_agreement"]
+    assert figures["shipped_prior"] < 0.7 and figures["device_adaptation"] < 0.7
+    assert noise_agreement(TrainConfig(noise_copies=(2,)), head, prior, moved, order) == {}
 
 
 def test_nothing_a_fold_carries_comes_from_the_test_style():

@@ -100,7 +100,26 @@ def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, l
         "device_adaptation": top_figures(head_scores(head, causal_standardise(prior.apply(features[order]))), targets[order],
                                          labels),
         "test_statistics_reference": top_figures(head_scores(head, DomainStats.of(features).apply(features)), targets, labels),
+        **noise_agreement(config, head, prior, style, order),
     }
+
+
+def noise_agreement(config: TrainConfig, head, prior: DomainStats, style: StyleFeatures, order: np.ndarray) -> dict[str, Any]:
+    """On the held-out style: the share of pictures whose top-1 is unchanged when every pixel moves by
+    +-1 level (the style's +-1 noise copy, ``training_copies``), with the shipped prior and device-adapted
+    (the same order, the noisy pictures adapting their own estimate); {} without a +-1 noise copy."""
+    if 1 not in config.noise_copies:
+        return {}
+    noisy = style.copies[1 + config.augment_copies + list(config.noise_copies).index(1)]
+    clean = style.copies[0]
+
+    def same(a: np.ndarray, b: np.ndarray) -> float:
+        return round(float(np.mean(head_scores(head, a).argmax(axis=1) == head_scores(head, b).argmax(axis=1))), 4)
+
+    return {"noise_agreement": {
+        "shipped_prior": same(prior.apply(clean), prior.apply(noisy)),
+        "device_adaptation": same(causal_standardise(prior.apply(clean[order])), causal_standardise(prior.apply(noisy[order]))),
+    }}
 
 
 def default_protocol_figure(config: TrainConfig, styles: list[StyleFeatures], labels: tuple[str, ...], log) -> dict[str, Any] | None:
@@ -138,8 +157,8 @@ def style_features(config: TrainConfig, styles: Styles, extractor, rng: np.rando
     return out
 
 
-def mean_of(folds: list[dict[str, Any]], key: str) -> dict[str, float]:
-    return {m: round(float(np.mean([f[key][m] for f in folds])), 4) for m in ("top1", "top5", "macro_top1")}
+def mean_of(folds: list[dict[str, Any]], key: str, measures=("top1", "top5", "macro_top1")) -> dict[str, float]:
+    return {m: round(float(np.mean([f[key][m] for f in folds])), 4) for m in measures}
 
 
 def table(report: dict[str, Any]) -> str:
@@ -150,6 +169,11 @@ def table(report: dict[str, Any]) -> str:
         a, d, r = f["shipped_prior"], f["device_adaptation"], f["test_statistics_reference"]
         rows.append(f"{f['test_style']:<16}{f['test_images']:>7}  {a['top1']:>6.3f}{a['top5']:>7.3f}  {d['top1']:>21.3f}"
                     f"{d['top5']:>7.3f}  {r['top1']:>23.3f}")
+    if "noise_agreement" in report["mean"]:
+        rows.append("top-1 unchanged under +-1 level pixel noise: " + ", ".join(
+            f"{f['test_style']} {f['noise_agreement']['shipped_prior']:.3f} ({f['noise_agreement']['device_adaptation']:.3f} adapted)"
+            for f in report["folds"]) + f"; mean {report['mean']['noise_agreement']['shipped_prior']:.3f} "
+            f"({report['mean']['noise_agreement']['device_adaptation']:.3f} adapted)")
     old = report.get("default_protocol")
     if old:
         rows.append(f"for continuity, {old['style']} under the default protocol (validation = the tuned-on style): "
@@ -193,7 +217,9 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
         "roots": [str(r) for r in styles.roots],
         "held_out_share": config.val_split if config.val_split is not None else HELD_OUT_SHARE,
         "folds": folds,
-        "mean": {key: mean_of(folds, key) for key in ("shipped_prior", "device_adaptation", "test_statistics_reference")},
+        "mean": {key: mean_of(folds, key) for key in ("shipped_prior", "device_adaptation", "test_statistics_reference")}
+        | ({"noise_agreement": mean_of(folds, "noise_agreement", ("shipped_prior", "device_adaptation"))}
+           if all("noise_agreement" in f for f in folds) else {}),
         "default_protocol": default_protocol_figure(config, features, contract.labels, log),
         "training": {"weights": "imagenet (download)" if weights == "imagenet" else ("random" if weights is None else str(weights)),
                      "input_size": config.input_size, "feature_layer": config.feature_layer,
