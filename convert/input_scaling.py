@@ -84,8 +84,13 @@ def fold_input_scaling(model):
         lambda x: keras.ops.pad(x, paddings, constant_values=pad_value), name="pad_as_scaled_zero"
     )(pixels)
     outputs = new_backbone(padded)
-    features, tap = (outputs[0], outputs[1]) if isinstance(outputs, (list, tuple)) else (outputs, None)
-    pooled = model.get_layer("pool")(features)
+    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+    names = {layer.name for layer in model.layers}
+    tap = outputs.pop() if "trait_grid" in names else None  # the trait head's tensor is the backbone's last output
+    if len(outputs) == 1:
+        pooled = model.get_layer("pool")(outputs[0])
+    else:  # features pooled from several layers (train.model.pool_features)
+        pooled = model.get_layer("pool")([model.get_layer(f"pool_{i}")(m) for i, m in enumerate(outputs)])
     embedding = model.get_layer("embedding")(model.get_layer("domain_standardisation")(pooled))
     result = [model.get_layer("probabilities")(embedding), embedding]
     if tap is not None:

@@ -193,6 +193,35 @@ def test_folded_input_scaling_computes_what_the_model_does(tiny_source):
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
+def test_a_model_with_features_from_two_layers_and_traits_folds_and_saves(tmp_path):
+    """Features pooled from two backbone layers (concatenated) beside the trait tap: the fold keeps the
+    function, and the model loads back from its .keras file with the same outputs."""
+    import keras
+
+    from edge.contract import InputContract
+    from edge.face_traits import FACE_TRAITS
+    from convert import input_scaling
+    from train.model import build_backbone, build_model
+    from train.traits import GRID, TRAIT_LAYER, TraitHead, tap_layer
+
+    contract = InputContract(labels=("a", "b", "c"), input_size=64)
+    backbone = build_backbone(contract, None, 0.35, "block_12_add+out_relu")
+    tap = tap_layer(backbone, TRAIT_LAYER)
+    rows = int(tap.shape[-1]) * GRID * GRID
+    head = TraitHead(FACE_TRAITS, np.random.default_rng(0).normal(0, 0.05, (rows, len(FACE_TRAITS))).astype(np.float32),
+                     np.zeros(len(FACE_TRAITS), np.float32), np.full(len(FACE_TRAITS), 0.5, np.float32),
+                     TRAIT_LAYER, GRID, 64, "0" * 64, {})
+    model = build_model(contract, backbone=backbone, trait_head=head)
+    images = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    probabilities, embedding, traits = model.predict(images.astype(np.float32), verbose=0)
+    assert embedding.shape == (3, 32 + 1280) and traits.shape == (3, len(FACE_TRAITS))  # block_12_add 32, out_relu 1280
+    assert input_scaling.largest_output_difference(model, input_scaling.fold_input_scaling(model), images) < 1e-4
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras", compile=False)
+    for a, b in zip(model.predict(images.astype(np.float32), verbose=0), again.predict(images.astype(np.float32), verbose=0)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
 def test_agreement_check_ran_on_every_variant(converted):
     folder, result = converted
     report = json.loads((folder / REPORT_FILE).read_text())

@@ -372,6 +372,11 @@ def test_a_traits_table_for_other_characters_stops_training_before_it_starts(tmp
         (["--max-per-class", "0"], "--max-per-class: 0 is out of range (at least 1)"),
         (["--max-per-class", "-3"], "--max-per-class: -3 is out of range"),
         (["--epochs", "many"], "expected a whole number"),
+        (["--noise-copies", "0"], "--noise-copies: 0 is out of range (1..16)"),
+        (["--head-l2", "nan"], "--head-l2: nan is out of range"),
+        (["--features", "block_12_add+block_99_add", "--weights", "random", "--size", "32", "--max-per-class", "1"],
+         "MobileNetV2 has no layer 'block_99_add'"),
+        (["--features", "out_relu+", "--weights", "random", "--size", "32", "--max-per-class", "1"], "distinct layer names"),
     ],
 )
 def test_train_command_bad_input_is_one_line_and_non_zero(tmp_path, args, message):

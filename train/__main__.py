@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=whole(1), default=8, help="early stopping patience (epochs)")
     parser.add_argument("--augment-copies", type=whole(0), default=3,
                         help="augmented copies of each training image (0: the originals only)")
+    parser.add_argument("--features", default=None, metavar="LAYERS",
+                        help="MobileNetV2 layers whose pooled features the head reads, joined by '+' "
+                             "(default: block_12_add+out_relu)")
     parser.add_argument("--noise-copies", type=whole(1, 16), nargs="*", default=[1, 2], metavar="LEVELS",
                         help="then one copy of the originals per amplitude with +-LEVELS pixel noise "
                              "(the flag alone: none)")
@@ -101,19 +104,22 @@ def main(argv: list[str] | None = None) -> int:
     from train.data import DatasetError
     from train.faces import FacesError
     from train.loso import run_loso
+    from train.model import FeatureLayerError
     from train.pipeline import TrainConfig, run
     from train.weights import WeightsError
 
     config = TrainConfig(
         data=args.data, val=args.val, val_split=args.val_split, models_dir=args.models, weights=args.weights,
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
-        noise_copies=tuple(args.noise_copies), head_l2=args.head_l2, seed=args.seed, max_per_class=args.max_per_class, faces=args.faces, detector=args.detector,
-        traits=args.traits, use_traits=not args.no_traits,
+        noise_copies=tuple(args.noise_copies), head_l2=args.head_l2, seed=args.seed, max_per_class=args.max_per_class,
+        faces=args.faces, detector=args.detector, traits=args.traits, use_traits=not args.no_traits,
     )
+    if args.features is not None:
+        config.feature_layer = args.features
     try:
         with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C
             (run_loso if args.protocol == "loso" else run)(config, log=lambda message: print(message, flush=True))
-    except (DatasetError, WeightsError, FacesError) as exc:
+    except (DatasetError, WeightsError, FacesError, FeatureLayerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -64,10 +64,37 @@ def model_input(inputs, contract: InputContract, smoothing: str = INPUT_SMOOTHIN
     return keras.layers.Rescaling(scale, offset=offset, name="mobilenet_scaling")(x)
 
 
+class FeatureLayerError(ValueError):
+    """Feature layers that MobileNetV2 does not have, or a malformed list of them."""
+
+
+def feature_layers(spec: str) -> list[str]:
+    """The backbone layers the features are pooled from: "block_12_add+out_relu" -> both, in that order."""
+    names = [name.strip() for name in spec.split("+")]
+    if not all(names) or len(set(names)) != len(names):
+        raise FeatureLayerError(f"feature layers {spec!r}: give distinct layer names joined by '+'")
+    return names
+
+
+def backbone_features(backbone, x) -> list:
+    """Keras tensors: the backbone's feature maps for ``x`` (one per feature layer; the trait tap, when
+    the backbone has one, is its last output and is left out)."""
+    outputs = backbone(x, training=False)
+    return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+
+
+def pool_features(maps: list):
+    """Keras tensor: each feature map averaged over its positions, concatenated in order (layer ``pool``)."""
+    if len(maps) == 1:
+        return keras.layers.GlobalAveragePooling2D(name="pool")(maps[0])
+    pooled = [keras.layers.GlobalAveragePooling2D(name=f"pool_{i}")(m) for i, m in enumerate(maps)]
+    return keras.layers.Concatenate(name="pool")(pooled)
+
+
 def build_backbone(
     contract: InputContract, weights: str | None, alpha: float = 1.0, feature_layer: str = DEFAULT_FEATURE_LAYER
 ) -> keras.Model:
-    """MobileNetV2 from its input to ``feature_layer`` (frozen)."""
+    """MobileNetV2 from its input to ``feature_layer`` (frozen); for layers joined by "+", one output per layer."""
     size = contract.input_size
     try:
         full = keras.applications.MobileNetV2(
@@ -79,11 +106,13 @@ def build_backbone(
             f"{source} failed ({str(exc).splitlines()[0][:160]}); on a machine without internet "
             "pass WEIGHTS=path/to/mobilenet_v2_1.0_224_no_top.weights.h5"
         ) from exc
-    try:
-        output = full.get_layer(feature_layer).output
-    except ValueError as exc:
-        raise ValueError(f"MobileNetV2 has no layer {feature_layer!r}") from exc
-    backbone = keras.Model(full.input, output, name=BACKBONE_NAME)
+    outputs = []
+    for name in feature_layers(feature_layer):
+        try:
+            outputs.append(full.get_layer(name).output)
+        except ValueError as exc:
+            raise FeatureLayerError(f"MobileNetV2 has no layer {name!r} (--features)") from exc
+    backbone = keras.Model(full.input, outputs if len(outputs) > 1 else outputs[0], name=BACKBONE_NAME)
     backbone.trainable = False
     return backbone
 
@@ -112,12 +141,12 @@ def build_model(
         # model sharing the backbone's layers would not load back from a .keras file.
         from train.traits import tap_layer
 
-        backbone = keras.Model(backbone.input, [backbone.output, tap_layer(backbone, trait_head.feature_layer)],
+        backbone = keras.Model(backbone.input, [*backbone.outputs, tap_layer(backbone, trait_head.feature_layer)],
                                name=BACKBONE_NAME)
-        features, tap = backbone(x, training=False)
+        *maps, tap = backbone_features(backbone, x)
     else:
-        features = backbone(x, training=False)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(features)
+        maps = backbone_features(backbone, x)
+    pooled = pool_features(maps)
     dim = int(pooled.shape[-1])
     mean, std = domain if domain is not None else (np.zeros(dim), np.ones(dim))
     standardised = keras.layers.Normalization(

@@ -81,13 +81,13 @@ def feature_extractor(contract: InputContract, weights: str | None, alpha: float
     """(pixels -> pooled features model, the backbone it wraps)."""
     import keras
 
-    from train.model import build_backbone, model_input
+    from train.model import backbone_features, build_backbone, model_input, pool_features
 
     size = contract.input_size
     inputs = keras.Input((size, size, 3), name="image")
     x = model_input(inputs, contract)
     backbone = build_backbone(contract, weights, alpha, feature_layer)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(backbone(x, training=False))
+    pooled = pool_features(backbone_features(backbone, x))
     return keras.Model(inputs, pooled, name="features"), backbone
 
 
