@@ -17,9 +17,9 @@ multiply-adds.
 Before the scaling, a fixed 3x3 Gaussian blur (``input_smoothing``, weights 1/4 1/2 1/4 along each
 axis, not trained) smooths the pixels. 71% of an emoji's pixels are pure white, and +-1 level of
 pixel noise there lit up texture channels of the backbone: a shift of several standardised units
-along almost one direction, enough to move the top-1 on 14% of the pictures. Measured by leave-one-
-style-out with five head seeds: the share of answers unchanged under +-1 level noise rose from 0.86
-to 0.96, top-1 unchanged within the seed spread (0.272 against 0.277).
+along almost one direction. Measured by leave-one-style-out with five head seeds (before drawings
+were cut to their figure): the share of answers unchanged under +-1 level noise rose from 0.86 to
+0.96, top-1 unchanged within the seed spread (0.272 against 0.277).
 """
 from __future__ import annotations
 
