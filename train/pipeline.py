@@ -40,7 +40,7 @@ from edge.style_domain import PRIOR_PICTURES, ClassifierHead, adapted_probabilit
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch, pixel_noise
 from train.data import Dataset, DatasetError, has_skin_tone, held_out_rows, load_dataset, load_images, picture_group
-from train.model import INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays
+from train.model import DEFAULT_FEATURE_LAYER, INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays
 
 
 @dataclass
@@ -52,7 +52,7 @@ class TrainConfig:
     weights: str | None = None  # resolved by train.weights.resolve_weights
     input_size: int = 224
     alpha: float = 1.0
-    feature_layer: str = "block_12_add"
+    feature_layer: str = DEFAULT_FEATURE_LAYER
     augment_copies: int = 3
     # Then one copy of the original pictures per amplitude, with +-a level pixel noise (train.augment.pixel_noise).
     noise_copies: tuple[int, ...] = (1, 2)
