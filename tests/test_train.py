@@ -607,6 +607,7 @@ def test_real_weights_training_run_produces_a_usable_model(trained_models_dir):
     probabilities, embedding, traits = outputs
     assert probabilities.shape == (2, 60) and embedding.shape == (2, contract.embedding_dim)
     assert traits.shape == (2, len(contract.traits)) and contract.traits
-    assert card["architecture"]["backbone"].endswith("block_12_add, ImageNet weights, frozen")
+    assert card["architecture"]["backbone"].endswith("block_12_add and out_relu, ImageNet weights, frozen")
+    assert contract.embedding_dim == embedding.shape[1] == 96 + 1280  # block_12_add and out_relu channels
     # Real ImageNet features separate the classes better than chance even after this short run.
     assert validation["top5"] > 5 / 60

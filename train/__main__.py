@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="augmented copies of each training image (0: the originals only)")
     parser.add_argument("--features", default=None, metavar="LAYERS",
                         help="MobileNetV2 layers whose pooled features the head reads, joined by '+' "
-                             "(default: block_12_add+out_relu)")
+                             "(default: block_12_add+out_relu, the middle and the last layer)")
     parser.add_argument("--noise-copies", type=whole(1, 16), nargs="*", default=[1, 2], metavar="LEVELS",
                         help="then one copy of the originals per amplitude with +-LEVELS pixel noise "
                              "(the flag alone: none)")

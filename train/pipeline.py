@@ -40,7 +40,7 @@ from edge.style_domain import PRIOR_PICTURES, ClassifierHead, adapted_probabilit
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch, pixel_noise
 from train.data import Dataset, DatasetError, has_skin_tone, held_out_rows, load_dataset, load_images, picture_group
-from train.model import DEFAULT_FEATURE_LAYER, INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays
+from train.model import DEFAULT_FEATURE_LAYER, INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays, feature_layers
 
 
 @dataclass
@@ -603,7 +603,8 @@ def _model_card(config, weights, dataset: Dataset, contract, metrics, seconds) -
         "labels": list(contract.labels),
         "architecture": {
             "input_smoothing": INPUT_SMOOTHING,
-            "backbone": f"MobileNetV2 alpha {config.alpha} up to {config.feature_layer}, ImageNet weights, frozen",
+            "backbone": f"MobileNetV2 alpha {config.alpha}, features pooled from "
+                        f"{' and '.join(feature_layers(config.feature_layer))}, ImageNet weights, frozen",
             "head": "global average pooling -> domain standardisation -> / sqrt(D) (embedding) "
                     f"-> dense softmax (logit scale {LOGIT_SCALE} folded into the kernel)",
             "outputs": list(contract.outputs),
