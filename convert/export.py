@@ -99,7 +99,7 @@ def _run(converter, variant: str) -> bytes:
 class Int8Recipe:
     """Which parts of the int8 variant stay float.
 
-    Measured on the model ``make train`` builds (ImageNet MobileNetV2 1.0/224 up to block_12_add,
+    Measured on the model ``make train`` built then (ImageNet MobileNetV2 1.0/224 up to block_12_add,
     per-domain standardised head; 758 validation images of the unseen openmoji style; Keras top-1
     45.5%), top-1 agreement with Keras / top-1: every op integer 54.7% / 35.4%; head float
     56.1% / 36.0%; head and the first four bottleneck blocks float (this default) 92.7% / 44.3%.

@@ -72,7 +72,9 @@ def test_fixed_statistics_keep_the_models_answer_and_adapting_changes_it(tiny_mo
     for path in sorted(TWEMOJI.glob("*/*.png"))[:200:10]:
         prediction = model.predict(prepare_image(read_rgb(path), model.contract))
         np.testing.assert_array_equal(fixed.score(prediction).classifier, prediction.probabilities)
-        differ.append(not np.allclose(adapting.score(prediction).classifier, prediction.probabilities, atol=1e-3))
+        # the tiny random model's answers are flat (about 1/3 each): adapting moves them by 2e-4 to 3e-3, the
+        # first picture (the prior) by float rounding only
+        differ.append(not np.allclose(adapting.score(prediction).classifier, prediction.probabilities, atol=1e-5))
         adapting.observe(prediction)
     assert not differ[0] and sum(differ[10:]) >= 8  # the first picture meets the prior, later ones what came before
     assert adapting.style.statistics.count == len(differ)
