@@ -156,14 +156,15 @@ def test_int8_takes_camera_pixels_unchanged(converted):
 
 
 def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
-    """The pixel scaling is folded into Conv1: no arithmetic op between the uint8 input and it."""
+    """The pixel scaling is folded into Conv1: between the uint8 input and it only the fixed blur
+    (a depthwise convolution) and the padding, no scaling arithmetic."""
     from convert import tf_private
     from edge.runtime import interpreter_class
 
     folder, _ = converted
     cls, _ = interpreter_class()
     ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_int8.tflite")))]
-    assert set(ops[: ops.index("CONV_2D")]) <= {"QUANTIZE", "PAD", "PADV2"}, ops[:5]
+    assert set(ops[: ops.index("CONV_2D")]) <= {"QUANTIZE", "DEPTHWISE_CONV_2D", "PAD", "PADV2"}, ops[:5]
     float_ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_float32.tflite")))]
     assert "MUL" in float_ops[: float_ops.index("CONV_2D")]  # the float variants keep the model as trained
 

@@ -101,6 +101,25 @@ def test_the_head_is_calibrated_on_validation_and_folds_into_one_dense_layer():
         assert 0.05 <= thresholds[t] <= 0.95 and metrics[name]["val_auc"] > 0.85
 
 
+def test_a_channel_that_barely_varies_gets_no_outsized_weight():
+    """A feature channel nearly constant on the training faces (a ReLU channel that rarely fires) but
+    carrying the trait: folded into the kernel by its spread alone, its weight would be thousands of
+    times the others', which int8 and dynamic-range conversion cannot hold."""
+    rng = np.random.default_rng(2)
+
+    def sample(n):
+        labels = rng.random((n, len(FACE_TRAITS))) < 0.3
+        x = rng.normal(0, 1, (n, 40)) * 3.0 + 5.0
+        x[:, : len(FACE_TRAITS)] += 6.0 * labels
+        x[:, 39] = 1e-4 * labels[:, 0] + rng.normal(0, 1e-5, n)  # glasses, seen through a tiny spread
+        return x, labels
+
+    (xt, yt), (xv, yv) = sample(1500), sample(800)
+    kernel, _, _, _ = train_head({"train": xt, "val": xv}, {"train": yt, "val": yv}, lambda m: None)
+    ordinary = np.median(np.abs(kernel[:, 0]))
+    assert np.abs(kernel[39, 0]) < 50 * ordinary
+
+
 def test_logistic_regression_recovers_a_known_direction():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(4000, 3))

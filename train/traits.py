@@ -39,6 +39,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edge.contract import InputContract  # noqa: E402
+from edge.style_domain import floored_spread  # noqa: E402
 from edge.face_traits import (  # noqa: E402
     FACE_TRAITS, SPLIT_RULE, FaceTraitsError, LabelledFaces, face_crops, read_labelled_faces, roc_auc,
 )
@@ -269,7 +270,10 @@ def train_head(features: dict[str, np.ndarray], labels: dict[str, np.ndarray], l
     validation; folded into (kernel, bias) on the raw features. Returns kernel, bias, thresholds, metrics."""
     x_train, x_val = features["train"], features["val"]
     mean = x_train.mean(axis=0)
-    std = x_train.std(axis=0) + 1e-6
+    # The floor keeps a channel that barely varies on the training faces from getting a weight
+    # thousands of times the others once folded into the kernel (w / std): int8 and dynamic-range
+    # conversion could not hold such a kernel or its input, and the traits fell to chance there.
+    std = floored_spread(x_train.std(axis=0))
     z_train, z_val = (x_train - mean) / std, (x_val - mean) / std
     kernel = np.zeros((x_train.shape[1], len(FACE_TRAITS)))
     bias = np.zeros(len(FACE_TRAITS))
