@@ -1,6 +1,6 @@
 """The lookalike model: MobileNetV2 features, domain standardisation, softmax over the characters.
 
-Input: RGB pixels 0..255 (the MobileNetV2 scaling is the first layer). Outputs, in order:
+Input: RGB pixels 0..255 (the fixed blur and the MobileNetV2 scaling are the first layers). Outputs, in order:
 ``probabilities`` (softmax over the classes) and ``embedding`` (the pooled backbone features,
 standardised by the training styles' statistics (the prior; the device re-standardises, see
 ``edge.style_domain``) and divided by sqrt(D), so about unit length;
