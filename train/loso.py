@@ -34,7 +34,7 @@ from edge.style_domain import PRIOR_PICTURES, causal_standardise
 from train.data import (DEFAULT_TRAIN_STYLES, DEFAULT_VAL_STYLES, DatasetError, Styles, check_loso_args, held_out_rows,
                         load_images, load_styles, picture_group)
 from train.model import INPUT_SMOOTHING, LOGIT_SCALE
-from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, cut_split, evaluate, feature_extractor,
+from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, copy_plan, cut_split, evaluate, feature_extractor,
                             train_head, training_copies, unit_scale)
 
 LOSO_REPORT_FILE = "loso_report.json"
@@ -108,9 +108,10 @@ def noise_agreement(config: TrainConfig, head, prior: DomainStats, style: StyleF
     """On the held-out style: the share of pictures whose top-1 is unchanged when every pixel moves by
     +-1 level (the style's +-1 noise copy, ``training_copies``), with the shipped prior and device-adapted
     (the same order, the noisy pictures adapting their own estimate); {} without a +-1 noise copy."""
-    if 1 not in config.noise_copies:
+    plan = copy_plan(config)
+    if ("noise", 1) not in plan:
         return {}
-    noisy = style.copies[1 + config.augment_copies + list(config.noise_copies).index(1)]
+    noisy = style.copies[plan.index(("noise", 1))]
     clean = style.copies[0]
 
     def same(a: np.ndarray, b: np.ndarray) -> float:

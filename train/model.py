@@ -79,8 +79,8 @@ def feature_layers(spec: str) -> list[str]:
 
 
 def backbone_features(backbone, x) -> list:
-    """Keras tensors: the backbone's feature maps for ``x`` (one per feature layer; the trait tap, when
-    the backbone has one, is its last output and is left out)."""
+    """Keras tensors: the backbone's outputs for ``x`` as a list (one per feature layer, then the trait
+    tap when ``build_model`` added one: its callers unpack it)."""
     outputs = backbone(x, training=False)
     return list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 

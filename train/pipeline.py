@@ -91,22 +91,28 @@ def feature_extractor(contract: InputContract, weights: str | None, alpha: float
     return keras.Model(inputs, pooled, name="features"), backbone
 
 
+def copy_plan(config: "TrainConfig") -> list[tuple[str, int]]:
+    """What each training copy is, in order: ("original", 0), ("augmented", 0) per augmented copy, then
+    ("noise", a) per amplitude of ``config.noise_copies``; the layout ``training_copies`` returns."""
+    return [("original", 0)] + [("augmented", 0)] * config.augment_copies + [("noise", a) for a in config.noise_copies]
+
+
 def training_copies(config: "TrainConfig", extractor, images: np.ndarray, rng: np.random.Generator, log=None) -> list[np.ndarray]:
-    """Pooled features of the training pictures as the head sees them: the originals, then
-    ``config.augment_copies`` augmented copies (``train.augment.augment_batch``), then one copy with
-    +-a level pixel noise per amplitude in ``config.noise_copies``; all drawn from ``rng`` in that order."""
-    kinds = ["original"] + ["augmented"] * config.augment_copies + [f"+-{a} level noise" for a in config.noise_copies]
+    """Pooled features of the training pictures as the head sees them, in the order of ``copy_plan``:
+    the originals, the augmented copies (``train.augment.augment_batch``), then one copy with +-a level
+    pixel noise per amplitude; all drawn from ``rng`` in that order."""
+    plan = copy_plan(config)
     copies = []
-    for index, kind in enumerate(kinds):
+    for index, (kind, amplitude) in enumerate(plan):
         if kind == "original":
             batch = images
         elif kind == "augmented":
             batch = augment_batch(images, rng, AugmentConfig())
         else:
-            batch = pixel_noise(images, config.noise_copies[index - 1 - config.augment_copies], rng)
+            batch = pixel_noise(images, amplitude, rng)
         copies.append(pooled_features(extractor, batch, config.feature_batch))
         if log:
-            log(f"features: copy {index + 1} of {len(kinds)} ({kind})")
+            log(f"features: copy {index + 1} of {len(plan)} ({kind if kind != 'noise' else f'+-{amplitude} level noise'})")
     return copies
 
 
