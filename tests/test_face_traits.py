@@ -130,7 +130,7 @@ def test_logistic_regression_recovers_a_known_direction():
 
 def test_a_head_file_round_trips_and_a_broken_one_is_refused(tmp_path):
     head = TraitHead(FACE_TRAITS, np.ones((6, len(FACE_TRAITS)), np.float32), np.zeros(len(FACE_TRAITS), np.float32),
-                     np.full(len(FACE_TRAITS), 0.4, np.float32), "block_12_depthwise_relu", 2, 224, "ab" * 32, {"x": 1})
+                     np.full(len(FACE_TRAITS), 0.4, np.float32), "block_12_depthwise_relu", 2, 224, "ab" * 32, {"x": 1}, "gaussian3")
     head.save(tmp_path / "head.npz")
     back = TraitHead.load(tmp_path / "head.npz")
     assert back.traits == FACE_TRAITS and back.metrics == {"x": 1} and np.array_equal(back.kernel, head.kernel)
@@ -147,7 +147,7 @@ def test_a_head_trained_on_other_input_smoothing_is_refused_with_one_line(tmp_pa
     from train.traits import check_compatible
 
     head = TraitHead(FACE_TRAITS, np.ones((6, len(FACE_TRAITS)), np.float32), np.zeros(len(FACE_TRAITS), np.float32),
-                     np.full(len(FACE_TRAITS), 0.4, np.float32), "block_12_depthwise_relu", 2, 224, "ab" * 32, {})
+                     np.full(len(FACE_TRAITS), 0.4, np.float32), "block_12_depthwise_relu", 2, 224, "ab" * 32, {}, INPUT_SMOOTHING)
     head.save(tmp_path / "head.npz")
     assert TraitHead.load(tmp_path / "head.npz").input_smoothing == INPUT_SMOOTHING
     with np.load(tmp_path / "head.npz") as data:  # a head file from before the smoothing (format 1)
@@ -182,7 +182,7 @@ def random_head(rows: int, size: int = 64) -> TraitHead:
     rng = np.random.default_rng(0)
     return TraitHead(FACE_TRAITS, rng.normal(0, 0.01, (rows, len(FACE_TRAITS))).astype(np.float32),
                      np.zeros(len(FACE_TRAITS), np.float32), np.full(len(FACE_TRAITS), 0.5, np.float32),
-                     "block_12_depthwise_relu", 2, size, "0" * 64, {})
+                     "block_12_depthwise_relu", 2, size, "0" * 64, {}, "gaussian3")
 
 
 QUICK_RANDOM = ["--weights", "random", "--size", "64", "--max-per-class", "1", "--epochs", "1", "--augment-copies", "0"]
@@ -237,6 +237,8 @@ def test_the_model_carries_the_traits_and_convert_checks_them(traits_path):
     block = report["traits"]
     assert block["split"] == "test" and block["faces"] > 20
     assert set(block["variants"]) == set(VARIANTS) and block["variants"]["float32"]["agreement"] == 1.0
+    assert block["variants"]["float32"]["answer_agreement"] == 1.0
+    assert report["representative"]["faces"] > 0  # the int8 variant was calibrated on face crops as well
     assert block["keras_auc"]["male"] > 0.6  # even 40 training faces tell men from women
     assert abs(block["variants"]["int8"]["auc"]["male"] - block["keras_auc"]["male"]) < 0.1
 

@@ -89,7 +89,7 @@ class TraitHead:
     input_size: int
     backbone_sha256: str
     metrics: dict
-    input_smoothing: str = "gaussian3"  # train.model.INPUT_SMOOTHING when the head was trained
+    input_smoothing: str  # the model's input smoothing it was trained behind (train.model.INPUT_SMOOTHING)
 
     def save(self, path: Path) -> None:
         """Atomic (``edge.artifacts.atomic_write_bytes``): a reader never sees half a head."""
