@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="labelled face folder (CelebA's format): check every variant's traits output against "
                              "Keras on its test split (per-trait AUC and agreement)")
     parser.add_argument("--max-faces", type=whole(1), default=300, help="labelled test faces the traits are checked on")
+    parser.add_argument("--rep-faces", type=whole(0), default=100,
+                        help="with --faces: face crops of its training split added to the int8 calibration, as the "
+                             "device crops them (0: calibrate on drawings only)")
     return parser
 
 
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         faces_dir=args.faces,
         max_faces=args.max_faces,
+        rep_faces=args.rep_faces,
     )
     try:
         with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C

@@ -48,6 +48,7 @@ class ConvertConfig:
     int8_recipe: export.Int8Recipe = export.Int8Recipe()
     faces_dir: Path | None = None  # labelled faces (CelebA's format): traits checked on their test split
     max_faces: int = 300
+    rep_faces: int = 100  # face crops of faces_dir's training split added to the int8 calibration (0: none)
 
 
 @dataclass
@@ -89,6 +90,8 @@ def check_config(config: ConvertConfig) -> None:
         raise ConvertError(f"--min-agreement must be between 0 and 1, got {config.min_agreement}")
     if config.max_faces < 1:
         raise ConvertError(f"--max-faces must be at least 1, got {config.max_faces}")
+    if config.rep_faces < 0:
+        raise ConvertError(f"--rep-faces must be 0 or more, got {config.rep_faces}")
     if config.faces_dir is not None:
         from edge.face_traits import FaceTraitsError, read_labelled_faces
 
@@ -98,20 +101,26 @@ def check_config(config: ConvertConfig) -> None:
             raise ConvertError(str(exc)) from exc
 
 
-def labelled_face_crops(config: ConvertConfig, contract) -> tuple[np.ndarray, np.ndarray] | None:
-    """Face crops of the labelled test split (Haar, the detector every device has) and their trait labels."""
-    if config.faces_dir is None or not contract.has_traits:
-        return None
+def split_face_crops(folder: Path, split: str, count: int, contract, purpose: str) -> tuple[np.ndarray, np.ndarray]:
+    """Face crops of the first ``count`` pictures of one split of a labelled face folder, framed by Haar
+    (the detector every device has) and normalised as the device normalises them; and their labels."""
     from edge.face_traits import FaceTraitsError, LabelledFaces, face_crops, read_labelled_faces
     from edge.faces import HaarFaceDetector
 
-    faces = read_labelled_faces(config.faces_dir).subset("test")
-    faces = LabelledFaces(faces.folder, faces.files[: config.max_faces], faces.labels[: config.max_faces])
+    faces = read_labelled_faces(folder).subset(split)
+    faces = LabelledFaces(faces.folder, faces.files[:count], faces.labels[:count])
     try:
         crops, rows = face_crops(faces, [HaarFaceDetector()], contract, say)
     except FaceTraitsError as exc:
-        raise ConvertError(f"{exc} (the test split of --faces, used to check the traits)") from exc
+        raise ConvertError(f"{exc} (the {split} split of --faces, {purpose})") from exc
     return crops, faces.labels[rows]
+
+
+def labelled_face_crops(config: ConvertConfig, contract) -> tuple[np.ndarray, np.ndarray] | None:
+    """Face crops of the labelled test split and their trait labels (None: no faces, or no traits)."""
+    if config.faces_dir is None or not contract.has_traits:
+        return None
+    return split_face_crops(config.faces_dir, "test", config.max_faces, contract, "used to check the traits")
 
 
 def trait_check(model, staging: Path, config: ConvertConfig, contract, checks) -> dict[str, Any] | None:
@@ -138,8 +147,12 @@ def trait_check(model, staging: Path, config: ConvertConfig, contract, checks) -
         outputs = verify.tflite_outputs(staging / check.file, crops, config.num_threads)
         same, diff = verify.trait_agreement(outputs, reference, contract.trait_thresholds)
         check.trait_agreement, check.trait_max_abs_diff = same, diff
-        result["variants"][check.variant] = {"auc": aucs(outputs.traits), "agreement": same, "max_abs_diff": diff}
-        say(f"  {check.variant}: trait agreement {same:.1%}, AUC " + ", ".join(f"{k} {v}" for k, v in result["variants"][check.variant]["auc"].items()))
+        # The classifier's answer on the same faces: what the device shows when it matches by class.
+        answers = float(np.mean(outputs.probabilities.argmax(axis=1) == reference.probabilities.argmax(axis=1)))
+        result["variants"][check.variant] = {"auc": aucs(outputs.traits), "agreement": same, "max_abs_diff": diff,
+                                             "answer_agreement": answers}
+        say(f"  {check.variant}: trait agreement {same:.1%}, top-1 agreement {answers:.1%}, AUC "
+            + ", ".join(f"{k} {v}" for k, v in result["variants"][check.variant]["auc"].items()))
     return result
 
 
@@ -234,6 +247,11 @@ def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData
         )
     rep_files = ds.balanced_sample(splits.train.files, config.rep_size, config.seed)
     rep_images, rep_files = ds.load_model_inputs(rep_files, source.contract, "representative")
+    face_count = 0
+    if config.faces_dir is not None and config.rep_faces > 0:
+        # The device feeds the int8 model face crops as well as drawings: calibrate on both (training split).
+        crops, _ = split_face_crops(config.faces_dir, "train", config.rep_faces, source.contract, "used to calibrate int8")
+        rep_images, face_count = np.concatenate([rep_images, crops]), len(crops)
     padded = ds.ensure_full_pixel_range(rep_images)
     val_files = list(splits.val.files)
     if config.max_val is not None and len(val_files) > config.max_val:
@@ -246,6 +264,8 @@ def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData
         "source": splits.train.source,
         "images": len(rep_files),
         "classes": len({ds.class_name(f) for f in rep_files}),
+        "faces": face_count,
+        "faces_source": str(config.faces_dir) if face_count else None,
         "pixel_range_padded": padded,
     }
     val_info = {"source": splits.val.source, "images": len(kept), "classes": len(set(targets.tolist()))}
@@ -345,7 +365,8 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
     data = prepare_data(config, source)
     say(
         f"  representative: {data.representative_info['images']} training images, "
-        f"{data.representative_info['classes']} classes; validation: {data.validation_info['images']}"
+        f"{data.representative_info['classes']} classes, {data.representative_info['faces']} face crops; "
+        f"validation: {data.validation_info['images']}"
     )
     say(f"loading {source.keras_path} ...")
     model = src.load_keras_model(source)

@@ -6,6 +6,7 @@ model uses the session fixture ``trained_models_dir`` from tests/conftest.py and
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -205,7 +206,7 @@ def test_a_model_with_features_from_two_layers_and_traits_folds_and_saves(tmp_pa
     from edge.contract import InputContract
     from edge.face_traits import FACE_TRAITS
     from convert import input_scaling
-    from train.model import build_backbone, build_model
+    from train.model import INPUT_SMOOTHING, build_backbone, build_model
     from train.traits import GRID, TRAIT_LAYER, TraitHead, tap_layer
 
     contract = InputContract(labels=("a", "b", "c"), input_size=64)
@@ -214,7 +215,7 @@ def test_a_model_with_features_from_two_layers_and_traits_folds_and_saves(tmp_pa
     rows = int(tap.shape[-1]) * GRID * GRID
     head = TraitHead(FACE_TRAITS, np.random.default_rng(0).normal(0, 0.05, (rows, len(FACE_TRAITS))).astype(np.float32),
                      np.zeros(len(FACE_TRAITS), np.float32), np.full(len(FACE_TRAITS), 0.5, np.float32),
-                     TRAIT_LAYER, GRID, 64, "0" * 64, {})
+                     TRAIT_LAYER, GRID, 64, "0" * 64, {}, INPUT_SMOOTHING)
     model = build_model(contract, backbone=backbone, trait_head=head)
     images = np.random.default_rng(1).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
     probabilities, embedding, traits = model.predict(images.astype(np.float32), verbose=0)
@@ -476,7 +477,7 @@ def test_staging_left_by_a_killed_run_is_removed_by_the_next(models_dir):
     assert leftovers(models_dir) == [alive.name]
 
 
-@pytest.mark.parametrize("args", [["--threads", "0"], ["--rep-size", "0"], ["--max-val", "-1"], ["--max-faces", "x"]])
+@pytest.mark.parametrize("args", [["--threads", "0"], ["--rep-size", "0"], ["--max-val", "-1"], ["--max-faces", "x"], ["--rep-faces", "-1"]])
 def test_bad_numbers_are_refused_before_converting(models_dir, capsys, args):
     with pytest.raises(SystemExit) as stopped:
         main(["--models", str(models_dir), *args])
@@ -510,6 +511,23 @@ def test_representative_sample_is_class_balanced():
     assert counts == {"a": 13, "b": 5, "c": 12}  # b has only 5; the rest is shared evenly
     assert len(set(chosen)) == 30
     assert chosen == dataset.balanced_sample(files_by_class, 30, seed=1)
+
+
+@pytest.mark.shared
+def test_int8_calibrates_on_face_crops_of_the_training_split_too(models_dir):
+    """With --faces, the calibration set is the drawings and then face crops of the faces' training
+    split, normalised as the device crops them; --rep-faces 0 leaves drawings only."""
+    from shared_paths import CELEBA, need
+
+    source = pipeline.src.read_source(models_dir)
+    config = pipeline.ConvertConfig(models_dir=models_dir, rep_size=8, faces_dir=need(CELEBA), rep_faces=6)
+    data = pipeline.prepare_data(config, source)
+    crops, _ = pipeline.split_face_crops(need(CELEBA), "train", 6, source.contract, "test")
+    assert 3 <= len(crops) <= 6 and data.representative_info["faces"] == len(crops)
+    assert len(data.representative) == 8 + len(crops)
+    assert np.array_equal(data.representative[8:], crops)  # crops of the training split, not the test split
+    drawings_only = pipeline.prepare_data(dataclasses.replace(config, rep_faces=0), source)
+    assert len(drawings_only.representative) == 8 and drawings_only.representative_info["faces"] == 0
 
 
 def test_full_pixel_range_is_enforced_for_the_uint8_input():
