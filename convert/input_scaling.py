@@ -14,9 +14,10 @@ the image). ``Conv1``'s 'same' padding added zeros of the *scaled* input, i.e. p
 the int8 graph stores the pad value as 127 or 128 (the only rounding left, on one border row and
 column). In float the folded model computes the same function (checked in the tests).
 
-A model with the fixed input smoothing (``train.model.SMOOTHING_LAYER``, a 3x3 blur on the pixels
-before the scaling) keeps it as its first layer: the blurred pixels, still on the 0..255 scale,
-enter the padding and the folded ``Conv1``.
+Whatever comes before the scaling (the model's fixed 3x3 blur on the pixels) stays where it is: the
+blurred pixels, still on the 0..255 scale, enter the padding and the folded ``Conv1``. Only the
+scaling layer, the backbone and its first two layers are looked up by name; every other layer of
+the model is reused as it is.
 """
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ import numpy as np
 from convert import ConvertError
 
 SCALING_LAYER = "mobilenet_scaling"
-SMOOTHING_LAYER = "input_smoothing"  # train.model.SMOOTHING_LAYER (convert does not import train)
 BACKBONE_LAYER = "backbone"
 FIRST_CONV = "Conv1"
 FIRST_NORM = "bn_Conv1"
@@ -77,28 +77,18 @@ def fold_input_scaling(model):
 
     pad_value = -offset / scale  # the pixel value that scales to 0
     paddings = [[0, 0], list(pads[0]), list(pads[1]), [0, 0]]
-    inputs = keras.Input(model.input.shape[1:], name=model.input.name, dtype=model.input.dtype)
-    smoothing = next((layer for layer in model.layers if layer.name == SMOOTHING_LAYER), None)
-    pixels = smoothing(inputs) if smoothing is not None else inputs
+    pixels = keras.Input(backbone.input.shape[1:], name="pixels")
     padded = keras.layers.Lambda(
         lambda x: keras.ops.pad(x, paddings, constant_values=pad_value), name="pad_as_scaled_zero"
     )(pixels)
-    outputs = new_backbone(padded)
-    outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-    names = {layer.name for layer in model.layers}
-    tap = outputs.pop() if "trait_grid" in names else None  # the trait head's tensor is the backbone's last output
-    if len(outputs) == 1:
-        pooled = model.get_layer("pool")(outputs[0])
-    else:  # features pooled from several layers (train.model.pool_features)
-        pooled = model.get_layer("pool")([model.get_layer(f"pool_{i}")(m) for i, m in enumerate(outputs)])
-    embedding = model.get_layer("embedding")(model.get_layer("domain_standardisation")(pooled))
-    result = [model.get_layer("probabilities")(embedding), embedding]
-    if tap is not None:
-        trait_features = model.get_layer("trait_features")(model.get_layer("trait_grid")(tap))
-        result.append(model.get_layer("traits")(trait_features))
-    if len(result) != len(model.outputs):
-        raise ConvertError(f"cannot fold the input scaling: the model has {len(model.outputs)} outputs, the folded one {len(result)}")
-    return keras.Model(inputs, result, name=model.name)
+    # The new backbone takes the pixels (unscaled) at the old one's input size; everything around it is
+    # the model's own layers, re-called in the same graph, whatever the head behind the backbone is.
+    folded_backbone = keras.Model(pixels, new_backbone(padded), name="padded_backbone")
+    swaps = {SCALING_LAYER: keras.layers.Identity(name="scaling_folded_into_conv1"), BACKBONE_LAYER: folded_backbone}
+    folded = keras.models.clone_model(model, clone_function=lambda layer: swaps.get(layer.name, layer))
+    if len(folded.outputs) != len(model.outputs):
+        raise ConvertError(f"cannot fold the input scaling: the model has {len(model.outputs)} outputs, the folded one {len(folded.outputs)}")
+    return folded
 
 
 def largest_output_difference(model, folded, images: np.ndarray) -> float:

@@ -190,10 +190,11 @@ def test_folded_input_scaling_computes_what_the_model_does(tiny_source):
     images[1] = 255
     images[2, -1, :, :] = 0
     folded = input_scaling.fold_input_scaling(model)
-    assert "mobilenet_scaling" not in [layer.name for layer in folded.layers]
     from train.model import SMOOTHING_LAYER
 
-    assert input_scaling.SMOOTHING_LAYER == SMOOTHING_LAYER and folded.layers[1].name == SMOOTHING_LAYER  # the blur stays first
+    assert input_scaling.SCALING_LAYER not in [layer.name for layer in folded.layers]
+    assert folded.layers[1].name == SMOOTHING_LAYER  # the blur stays first
+    assert folded.get_layer("padded_backbone").get_layer("backbone").get_layer("Conv1").padding == "valid"  # padded before it
     assert input_scaling.largest_output_difference(model, folded, images) < 1e-4
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
