@@ -19,6 +19,7 @@ from benchmarks.plots import FACES_FIGURES, FIGURES, write_plots
 from benchmarks.progress import say
 from benchmarks.report import faces_table, main_table, write_json, write_markdown
 from benchmarks.run import BenchmarkConfig, run_benchmark
+from edge.command import run_command
 from edge.runtime import VARIANTS
 
 
@@ -165,18 +166,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     config = config_from_args(args, argv)
-    try:
+
+    def body() -> None:
         report = run_benchmark(config)
         paths = write_reports(report, config.out_dir, config.plots)
-    except BenchmarkError as exc:
-        print(f"benchmark: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\nbenchmark: interrupted; the reports in {config.out_dir} are unchanged", file=sys.stderr)
-        return 130
-    print("\n".join(faces_table(report) if config.faces_only else main_table(report)))
-    regressions = (report.get("comparison") or {}).get("regressions") or []
-    if regressions:
-        say(f"{len(regressions)} number(s) got worse than {config.compare} beyond noise (see benchmark.md)")
-    say("wrote " + ", ".join(str(p) for p in paths))
-    return 0
+        print("\n".join(faces_table(report) if config.faces_only else main_table(report)))
+        regressions = (report.get("comparison") or {}).get("regressions") or []
+        if regressions:
+            say(f"{len(regressions)} number(s) got worse than {config.compare} beyond noise (see benchmark.md)")
+        say("wrote " + ", ".join(str(p) for p in paths))
+
+    return run_command(body, (BenchmarkError,), f"\nbenchmark: interrupted; the reports in {config.out_dir} are unchanged",
+                       prefix="benchmark", error_code=2)

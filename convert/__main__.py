@@ -15,12 +15,10 @@ from convert.export import FULL_INTEGER, Int8Recipe  # noqa: E402
 from convert.pipeline import ConvertConfig, run  # noqa: E402
 from convert.verify import DEFAULT_MIN_AGREEMENT, FLOAT16_MIN_AGREEMENT, FLOAT_MIN_AGREEMENT  # noqa: E402
 from edge.argtypes import whole  # noqa: E402
-from edge.outputs import stop_signal_as_interrupt  # noqa: E402
+from edge.command import run_command  # noqa: E402
 from edge.runtime import VARIANTS  # noqa: E402
 
-EXIT_ERROR = 1
 EXIT_FLAGGED = 3
-EXIT_INTERRUPTED = 130
 
 
 def parse_variants(text: str) -> tuple[str, ...]:
@@ -110,22 +108,17 @@ def main(argv: list[str] | None = None) -> int:
         max_faces=args.max_faces,
         rep_faces=args.rep_faces,
     )
-    try:
-        with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C
-            result = run(config)
-    except KeyboardInterrupt:
-        print(
-            "convert: interrupted; no file in models/ is half-written (variants are published only "
-            "once every one has converted and been checked)",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    except ConvertError as exc:
-        print(f"convert: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:  # a full disk, a read-only models folder; no file is left half-written
-        print(f"convert: file error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    # A full disk or a read-only models folder is a file error; no file is left half-written.
+    return run_command(lambda: report(run(config), config), (ConvertError,), INTERRUPTED, prefix="convert",
+                       cannot_write="file error")
+
+
+INTERRUPTED = ("convert: interrupted; no file in models/ is half-written (variants are published only "
+               "once every one has converted and been checked)")
+
+
+def report(result, config: ConvertConfig) -> int:
+    """The warnings and the last line of a finished conversion; the exit code."""
     flagged = [check for check in result.checks if not check.passed]
     noise = result.report["keras"]["noise_agreement"]
     for check in flagged:

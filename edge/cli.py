@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from edge.argtypes import decimal, whole
+from edge.command import EXIT_INTERRUPTED, run_command
 from edge.faces import HAAR_DETECT_WIDTH, YUNET_DETECT_WIDTH, DetectorError
 from edge.live import NoFaceError, RunOptions, WindowError, run
 from edge.matcher import METHODS
@@ -198,16 +199,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     options = options_from_args(args, parser)
-    try:
+
+    def body() -> int:
         summary = run(options)
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
-        return 130
-    if not options.quiet:
-        print(summary.describe(), file=sys.stderr)
-        for path in summary.written:
-            print(f"wrote {path}", file=sys.stderr)
-    return 130 if summary.stopped_by == "interrupt" else 0
+        if not options.quiet:
+            print(summary.describe(), file=sys.stderr)
+            for path in summary.written:
+                print(f"wrote {path}", file=sys.stderr)
+        return EXIT_INTERRUPTED if summary.stopped_by == "interrupt" else 0
+
+    return run_command(body, USER_ERRORS, "stopped")

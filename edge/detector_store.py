@@ -26,6 +26,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.command import run_command
+
 CACHE_FOLDER_NAME = "cartoon-lookalike"
 DETECTOR_ENV = "LOOKALIKE_DETECTOR"
 
@@ -222,17 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sha256", default=None,
                         help="expected sha256 of the download [default: the zoo file's, when --url is the default]")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         if args.fetch:
             expected = args.sha256 or (YUNET.sha256 if args.url == YUNET.url else None)
             print(f"face detector saved: {fetch(args.url, expected)}", file=sys.stderr)
         elif args.install is not None:
             print(f"face detector saved: {install(args.install)}", file=sys.stderr)
         print(describe())
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted: nothing was installed", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(body, (StoreError,), "error: interrupted: nothing was installed")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from edge.command import run_command
 from edge.contract import read_rgb
 from edge.enrolment import embed_picture, store_picture
 from edge.matcher import unit_rows
@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     state = StateFolder(args.state)
-    try:
+
+    def body() -> int:
         if args.list:
             if args.name is not None or args.remove:
                 parser.error("--list takes no name")
@@ -196,9 +197,5 @@ def main(argv: list[str] | None = None) -> int:
         if args.name is None:
             parser.error("give a NAME and pictures, or --list, or --remove NAME")
         return enroll(args, state)
-    except (EnrolError, StateError, ModelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopped: nothing was enrolled", file=sys.stderr)
-        return 130
+
+    return run_command(body, (EnrolError, StateError, ModelError), "stopped: nothing was enrolled")

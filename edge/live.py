@@ -21,7 +21,8 @@ from edge.runstats import FpsMeter, RunSummary, StageAverages, peak_rss_mb
 from edge.enrolment import EnrolledGallery
 from edge.faces import describe_detector, make_face_detector
 from edge.matcher import LookalikeMatcher
-from edge.outputs import JsonLinesWriter, annotated_output, check_image_path, stop_signal_as_interrupt
+from edge.command import stop_signal_as_interrupt
+from edge.outputs import JsonLinesWriter, annotated_output, check_image_path
 from edge.overlay import CharacterPictures, draw_frame
 from edge.pipeline import FaceResult, FrameResult, LookalikePipeline, PipelineOptions, StageTimer
 from edge.runtime import LookalikeModel, model_path

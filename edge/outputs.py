@@ -6,14 +6,12 @@ the run fails on a bug); a run stopped by the user (Esc, q, Ctrl-C) commits what
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
@@ -199,20 +197,3 @@ def _owner_alive(staging: Path) -> bool:
     except PermissionError:
         return True  # someone else's live process
     return True
-
-
-@contextlib.contextmanager
-def stop_signal_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM (``kill``, systemd stopping a service) raises KeyboardInterrupt like
-    Ctrl-C, so the same clean-up runs: staging removed, finished outputs and learned state kept."""
-    def stop(signum, frame):  # noqa: ARG001 - the signal module's signature
-        raise KeyboardInterrupt
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:  # not the main thread: leave the handler alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

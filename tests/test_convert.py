@@ -19,7 +19,8 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from convert import ConvertError, dataset, export, pipeline  # noqa: E402
-from convert.__main__ import EXIT_ERROR, EXIT_FLAGGED, EXIT_INTERRUPTED, main  # noqa: E402
+from convert.__main__ import EXIT_FLAGGED, main  # noqa: E402
+from edge.command import EXIT_ERROR, EXIT_INTERRUPTED  # noqa: E402
 from edge import artifacts  # noqa: E402
 from edge.artifacts import MANIFEST_FILE, MODEL_CARD_FILE, REPORT_FILE  # noqa: E402
 from edge.model_card import ModelCard  # noqa: E402

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from edge.outputs import stop_signal_as_interrupt
+    from edge.command import run_command
     from train.data import DatasetError
     from train.faces import FacesError
     from train.loso import run_loso
@@ -116,16 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.features is not None:
         config.feature_layer = args.features
-    try:
-        with stop_signal_as_interrupt():  # kill / SIGTERM: the same clean-up as Ctrl-C
-            (run_loso if args.protocol == "loso" else run)(config, log=lambda message: print(message, flush=True))
-    except (DatasetError, WeightsError, FacesError, FeatureLayerError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written to models/ (the previous model, if any, is untouched)", file=sys.stderr)
-        return 130
-    return 0
+    def body() -> None:
+        (run_loso if args.protocol == "loso" else run)(config, log=lambda message: print(message, flush=True))
+
+    return run_command(body, (DatasetError, WeightsError, FacesError, FeatureLayerError),
+                       "interrupted: nothing was written to models/ (the previous model, if any, is untouched)")
 
 
 if __name__ == "__main__":

@@ -90,17 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --max-faces must be at least 1", file=sys.stderr)
         return 2
     started = time.time()
-    try:
-        from benchmarks import labelled
-        from convert.files import check_writable
-        from edge.artifacts import atomic_write_json
-        from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
-        from edge.faces import DetectorError, make_face_detector
-        from edge.live import RunOptions, make_matcher
-        from edge.runtime import LookalikeModel, ModelError, model_path
-        from edge.traits import TERM_NAMES, TraitsError
-        from train.traits import MATCH_FILE
+    from benchmarks import labelled
+    from convert.files import check_writable
+    from edge.artifacts import atomic_write_json
+    from edge.command import run_command
+    from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
+    from edge.faces import DetectorError, make_face_detector
+    from edge.live import RunOptions, make_matcher
+    from edge.runtime import LookalikeModel, ModelError, model_path
+    from edge.traits import TERM_NAMES, TraitsError
+    from train.traits import MATCH_FILE
 
+    def body() -> None:
         out = Path(args.out) if args.out else MATCH_FILE
         gallery_path = Path(args.models) / "gallery.npz"
         for path in (out, gallery_path):  # both are written at the end: fail now, not after the run
@@ -126,17 +127,11 @@ def main(argv: list[str] | None = None) -> int:
         # The device's copy first: if the shipped file then failed, the models folder is still consistent.
         update_gallery(gallery_path, weights)
         atomic_write_json(out, data)
-    except (FaceTraitsError, ModelError, DetectorError, TraitsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot write the weights: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    print(f"wrote {out} and the weights into {gallery_path} [{time.time() - started:.0f} s]")
-    return 0
+        print(f"wrote {out} and the weights into {gallery_path} [{time.time() - started:.0f} s]")
+
+    return run_command(body, (FaceTraitsError, ModelError, DetectorError, TraitsError, ValueError),
+                       "interrupted: nothing was written", cannot_write="cannot write the weights")
+
 
 if __name__ == "__main__":
     sys.exit(main())

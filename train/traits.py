@@ -374,24 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     if not 96 <= args.size <= 224:
         print(f"error: --size {args.size} is out of range (96..224, the sizes a model can be trained at)", file=sys.stderr)
         return 2
-    try:
-        from convert.files import check_writable
-        from edge.faces import DetectorError
-        from train.weights import WeightsError
+    from convert.files import check_writable
+    from edge.command import run_command
+    from edge.faces import DetectorError
+    from train.weights import WeightsError
 
+    def body() -> None:
         check_writable(Path(args.out))
         build(Path(args.faces), Path(args.out), args.weights, args.detector, args.size, args.max_per_split,
               log=lambda m: print(m, flush=True))
-    except (FaceTraitsError, TraitHeadError, WeightsError, DetectorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: the trait head file was not changed", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_command(body, (FaceTraitsError, TraitHeadError, WeightsError, DetectorError),
+                       "interrupted: the trait head file was not changed", cannot_write=f"cannot write {args.out}")
 
 
 if __name__ == "__main__":
