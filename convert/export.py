@@ -108,6 +108,10 @@ class Int8Recipe:
     whose channels' ranges differ too much for one per-tensor int8 scale; each later block adds
     little. Latency, 1 thread on the 2-core x86 dev machine, median: 3.4 ms every op integer,
     3.9 ms this default, 4.2 ms float32.
+
+    On today's robust model (blurred input, two feature layers; README "The int8 variant"), openmoji
+    agreement: every op integer 96.7%, head float 96.6%, this default 98.0%; at 1 thread on the
+    same machine all three run within 2% of float32.
     """
 
     float_head: bool = True  # global pooling onwards (standardisation, scaling, classifier, softmax)

@@ -238,7 +238,6 @@ def test_the_model_carries_the_traits_and_convert_checks_them(traits_path):
     assert block["split"] == "test" and block["faces"] > 20
     assert set(block["variants"]) == set(VARIANTS) and block["variants"]["float32"]["agreement"] == 1.0
     assert block["variants"]["float32"]["answer_agreement"] == 1.0
-    assert report["representative"]["faces"] > 0  # the int8 variant was calibrated on face crops as well
     assert block["keras_auc"]["male"] > 0.6  # even 40 training faces tell men from women
     assert abs(block["variants"]["int8"]["auc"]["male"] - block["keras_auc"]["male"]) < 0.1
 
