@@ -235,7 +235,8 @@ def test_agreement_check_ran_on_every_variant(converted):
     assert [row["variant"] for row in report["variants"]] == list(VARIANTS)
     assert report["validation"]["images"] == 54  # 18 openmoji images in each of the 3 classes
     assert report["representative"] == {
-        "source": "model_card data.train_files", "images": TINY_REP, "classes": 3, "pixel_range_padded": False
+        "source": "model_card data.train_files", "images": TINY_REP, "classes": 3, "faces": 0, "faces_source": None,
+        "pixel_range_padded": False,
     }
     assert 0.0 <= report["keras"]["noise_agreement"] <= 1.0
     rows = {row["variant"]: row for row in report["variants"]}
