@@ -95,6 +95,8 @@ def check_config(config: ConvertConfig) -> None:
         raise ConvertError(f"--max-faces must be at least 1, got {config.max_faces}")
     if config.rep_faces < 0:
         raise ConvertError(f"--rep-faces must be 0 or more, got {config.rep_faces}")
+    if config.rep_faces and config.faces_dir is None:
+        raise ConvertError("--rep-faces takes its face crops from --faces: give the labelled face folder too")
     if config.faces_dir is not None:
         from edge.face_traits import FaceTraitsError, read_labelled_faces
 

@@ -490,6 +490,11 @@ def test_bad_numbers_are_refused_before_converting(models_dir, capsys, args):
     assert tflite_files(models_dir) == []
 
 
+def test_face_calibration_without_faces_is_refused(models_dir, capsys):
+    assert main(["--models", str(models_dir), "--rep-faces", "5"]) == EXIT_ERROR
+    assert "--rep-faces takes its face crops from --faces" in one_error_line(capsys)
+
+
 def test_converter_error_becomes_one_line(models_dir, monkeypatch, capsys):
     """A failure inside TensorFlow's converter (not our wrapper) is reported, not a traceback."""
 
