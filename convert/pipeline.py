@@ -253,7 +253,7 @@ def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData
     rep_files = ds.balanced_sample(splits.train.files, config.rep_size, config.seed)
     rep_images, rep_files = ds.load_model_inputs(rep_files, source.contract, "representative")
     face_count = 0
-    if config.faces_dir is not None and config.rep_faces > 0:
+    if config.rep_faces:  # check_config made sure there is a faces folder to take them from
         # The device feeds the int8 model faces as well as drawings; --rep-faces adds some (training split).
         crops, _ = split_face_crops(config.faces_dir, "train", config.rep_faces, source.contract, "used to calibrate int8")
         rep_images, face_count = np.concatenate([rep_images, crops]), len(crops)
