@@ -263,14 +263,16 @@ def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
 
 
 def head_outputs(ops: list[dict], interpreter) -> list[int]:
-    """Output tensors of the global average pooling and every op that depends on it, and likewise
-    for the trait head's grid pooling (its logistic units on 2,304 features stay float too)."""
+    """Output tensors of every global average pooling (one per feature layer) and every op that
+    depends on them, and likewise for the trait head's grid pooling (its logistic units on 2,304
+    features stay float too). A pooling left integer rounds the pooled features to an int8 grid
+    (``out_relu``'s in steps of 0.04 on a model of this version)."""
     shapes = {t["index"]: tuple(t["shape"]) for t in interpreter.get_tensor_details()}
     pools = [o for o in ops if o["op_name"] == "MEAN" and len(shapes[o["inputs"][0]]) == 4 and len(shapes[o["outputs"][0]]) == 2]
     if not pools:
         raise ConvertError("int8 recipe: no global average pooling found to keep the head float after; use --int8-mode full")
     grids = [o for o in ops if o["op_name"] == "AVERAGE_POOL_2D"]
-    downstream = set(pools[-1]["outputs"]) | {t for o in grids for t in o["outputs"]}
+    downstream = {t for o in pools + grids for t in o["outputs"]}
     for op in ops:  # ops are listed in execution order, so one pass collects every descendant
         if any(i in downstream for i in op["inputs"]):
             downstream.update(op["outputs"])

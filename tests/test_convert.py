@@ -157,6 +157,22 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     assert float_sidecar["input"] == {"dtype": "float32", "scale": None, "zero_point": None}
 
 
+def test_int8_head_is_float_from_every_feature_pooling(converted):
+    """The float head starts at the global pooling of *each* feature layer (the fixture pools two): a
+    pooling left integer rounds its pooled features to the int8 grid of its input map."""
+    from convert import tf_private
+    from edge.runtime import interpreter_class
+
+    folder, _ = converted
+    cls, _ = interpreter_class()
+    interpreter = cls(model_path=str(folder / "lookalike_int8.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    pools = [o for o in tf_private.ops_details(interpreter)
+             if o["op_name"] == "MEAN" and len(tensors[o["inputs"][0]]["shape"]) == 4 and len(tensors[o["outputs"][0]]["shape"]) == 2]
+    assert len(pools) == 2
+    assert [tensors[p["outputs"][0]]["dtype"] for p in pools] == [np.float32, np.float32]
+
+
 def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
     """The pixel scaling is folded into Conv1: between the uint8 input and it only the fixed blur
     (a depthwise convolution) and the padding, no scaling arithmetic."""
