@@ -115,7 +115,7 @@ class Int8Recipe:
     """
 
     float_head: bool = True  # global pooling onwards (standardisation, scaling, classifier, softmax)
-    float_layers: tuple[str, ...] = ("expanded_conv", "block_1", "block_2", "block_3")
+    float_layers: tuple[str, ...] = ("Conv1", "expanded_conv", "block_1", "block_2", "block_3")
     # The pixel scaling folded into the first convolution (``convert.input_scaling``), so uint8
     # pixels reach it unrounded. Measured with this default recipe (openmoji validation / held-out
     # twemoji+noto training pictures / CelebA test face crops, agreement with Keras): 93.1/98.0/92.9%
@@ -259,6 +259,11 @@ def float_node_names(calibrated: bytes, recipe: Int8Recipe) -> list[str]:
                 "pass --int8-float-layers with names from the backbone, or --int8-float-layers none"
             )
         chosen += found
+    convolutions = [i for i, o in enumerate(ops) if o["op_name"] == "CONV_2D"]
+    if convolutions and names[ops[convolutions[0]]["outputs"][0]] in chosen:
+        # The first convolution float: what comes before it (the fixed blur, the padding) stays float
+        # too, or the blurred pixels would be rounded to whole levels on the way in.
+        chosen += [names[o["outputs"][0]] for o in ops[: convolutions[0]]]
     return sorted(set(chosen))
 
 

@@ -149,7 +149,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     quantization = sidecar["quantization"]
     assert quantization["mode"] == "mixed" and quantization["float_head"] is True
     assert quantization["input_scaling"] == "folded into the first convolution"
-    assert quantization["float_layers"] == ["expanded_conv", "block_1", "block_2", "block_3"]
+    assert quantization["float_layers"] == ["Conv1", "expanded_conv", "block_1", "block_2", "block_3"]
     assert quantization["ops"] > quantization["integer_ops"] > quantization["ops"] // 2
     model = LookalikeModel(folder / "lookalike_int8.tflite")
     assert model.input_dtype == np.uint8
@@ -181,9 +181,15 @@ def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
 
     folder, _ = converted
     cls, _ = interpreter_class()
-    ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_int8.tflite")))]
+    interpreter = cls(model_path=str(folder / "lookalike_int8.tflite"))
+    details = tf_private.ops_details(interpreter)
+    ops = [o["op_name"] for o in details]
     before = set(ops[: ops.index("CONV_2D")])
-    assert before <= {"QUANTIZE", "DEPTHWISE_CONV_2D", "PAD", "PADV2"} and before & {"PAD", "PADV2"}, ops[:5]
+    assert before <= {"QUANTIZE", "DEQUANTIZE", "DEPTHWISE_CONV_2D", "PAD", "PADV2"} and before & {"PAD", "PADV2"}, ops[:5]
+    # Conv1 is float in the default recipe, and so is what comes before it: the blurred pixels reach
+    # it as they are, not rounded to whole levels.
+    dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+    assert [dtypes[o["outputs"][0]] for o in details[: ops.index("CONV_2D") + 1]] == [np.float32] * (ops.index("CONV_2D") + 1)
     float_ops = [o["op_name"] for o in tf_private.ops_details(cls(model_path=str(folder / "lookalike_float32.tflite")))]
     # The float variants keep the model as trained: Conv1 pads by itself (the converter may fold the
     # scaling into the blur's depthwise convolution, so no MUL need be left to see).
