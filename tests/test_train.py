@@ -195,10 +195,11 @@ def test_pixel_noise_moves_each_level_by_at_most_its_amplitude_and_is_seeded():
 
 
 def test_training_copies_are_originals_then_augmented_then_one_noisy_copy_per_amplitude():
+    import keras
+
     from train.pipeline import TrainConfig, training_copies
 
-    def extractor(batch, training=False):  # "features": the pixels themselves
-        return batch.reshape(len(batch), -1)
+    extractor = keras.Sequential([keras.Input((24, 24, 3)), keras.layers.Flatten()])  # "features": the pixels themselves
 
     images = np.random.default_rng(1).integers(20, 236, (5, 24, 24, 3), dtype=np.uint8)
     config = TrainConfig(augment_copies=1, noise_copies=(1, 3), feature_batch=2)
@@ -209,6 +210,20 @@ def test_training_copies_are_originals_then_augmented_then_one_noisy_copy_per_am
     for copy, amplitude in zip(copies[2:], (1, 3)):  # noisy: the same picture, each level moved by up to the amplitude
         assert np.abs(copy - copies[0]).max() == amplitude
     assert len(training_copies(TrainConfig(augment_copies=0, noise_copies=()), extractor, images, np.random.default_rng(2))) == 1
+
+
+def test_batched_call_is_the_model_called_eagerly_batch_by_batch():
+    import keras
+
+    from train.model import batched_call
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(inputs)))
+    images = np.random.default_rng(0).integers(0, 256, (7, 8, 8, 3), dtype=np.uint8)
+    expected = np.asarray(model(images.astype(np.float32), training=False))
+    for batch in (3, 7, 32):  # a short last batch, one batch, a batch larger than the input
+        np.testing.assert_allclose(batched_call(model, images, batch), expected, rtol=1e-5, atol=1e-6)
+    assert batched_call(model, images[:0], 3).shape == (0, 4)
 
 
 def test_the_head_kernel_is_shrunk_by_its_l2_penalty():

@@ -117,11 +117,9 @@ def training_copies(config: "TrainConfig", extractor, images: np.ndarray, rng: n
 
 
 def pooled_features(extractor, images: np.ndarray, batch: int) -> np.ndarray:
-    out = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch].astype(np.float32)
-        out.append(np.asarray(extractor(chunk, training=False)))
-    return np.concatenate(out) if out else np.zeros((0, int(extractor.output.shape[-1])), np.float32)
+    from train.model import batched_call
+
+    return batched_call(extractor, images, batch)
 
 
 @dataclass

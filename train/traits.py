@@ -208,8 +208,9 @@ def trait_branch(tap, head: TraitHead):
 
 
 def grid_features(extractor, crops: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = [np.asarray(extractor(crops[s:s + batch].astype(np.float32), training=False)) for s in range(0, len(crops), batch)]
-    return np.concatenate(out).reshape(len(crops), -1)
+    from train.model import batched_call
+
+    return batched_call(extractor, crops, batch).reshape(len(crops), -1)
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, strength: float) -> tuple[np.ndarray, float]:
