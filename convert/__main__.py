@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--int8-float-layers",
         default=",".join(Int8Recipe().float_layers),
-        help="mixed mode: backbone layer-name prefixes kept float ('none' for none)",
+        help="mixed mode: backbone layer-name prefixes kept float ('none' for none); with Conv1 float, the blur "
+        "and padding before it stay float too",
     )
     parser.add_argument(
         "--int8-input-scaling",
