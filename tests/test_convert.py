@@ -159,7 +159,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
 
 def test_int8_head_is_float_from_every_feature_pooling(converted):
     """The float head starts at the global pooling of *each* feature layer (the fixture pools two): a
-    pooling left integer rounds its pooled features to the int8 grid of its input map."""
+    pooling left integer rounds its pooled features to an int8 grid."""
     from convert import tf_private
     from edge.runtime import interpreter_class
 

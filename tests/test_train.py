@@ -224,6 +224,13 @@ def test_batched_call_is_the_model_called_eagerly_batch_by_batch():
     for batch in (3, 7, 32):  # a short last batch, one batch, a batch larger than the input
         np.testing.assert_allclose(batched_call(model, images, batch), expected, rtol=1e-5, atol=1e-6)
     assert batched_call(model, images[:0], 3).shape == (0, 4)
+    import gc
+    import weakref
+
+    alive = weakref.ref(model)
+    del model
+    gc.collect()
+    assert alive() is None  # the graph kept for the model does not keep the model
 
 
 def test_the_head_kernel_is_shrunk_by_its_l2_penalty():

@@ -178,7 +178,8 @@ def batched_call(model: keras.Model, images: np.ndarray, batch: int) -> np.ndarr
 
     run = _GRAPH_CALLS.get(model)
     if run is None:
-        run = _GRAPH_CALLS[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        weak = weakref.ref(model)  # the cached graph must not keep its model (the cache's key) alive
+        run = _GRAPH_CALLS[model] = tf.function(lambda x: weak()(x, training=False), reduce_retracing=True)
     out = [np.asarray(run(images[start : start + batch].astype(np.float32))) for start in range(0, len(images), batch)]
     return np.concatenate(out) if out else np.zeros((0, *model.output.shape[1:]), np.float32)
 
