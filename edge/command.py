@@ -1,6 +1,7 @@
 """How every command of the project ends: one owner for the exit codes and the last line.
 
-A user error is one line on stderr (``error: ...``, or the command's own prefix) and exit 1; Ctrl-C
+A user error is one line on stderr (``error: ...``, or the command's own prefix) and exit 1 (a bad
+value on the command line, caught before any work: ``refuse``, exit 2, as argparse does); Ctrl-C
 and SIGTERM (``kill``, systemd stopping a service) are the same interruption: the command's line
 saying what was kept, and exit 130. Nothing here imports TensorFlow.
 """
@@ -13,7 +14,15 @@ from typing import Callable, Iterator
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2  # a bad value on the command line, refused before any work (argparse's own code)
 EXIT_INTERRUPTED = 130
+
+
+def refuse(problem: str) -> int:
+    """A value on the command line that cannot work, refused before any work starts: ``error: <problem>``
+    on stderr; returns ``EXIT_USAGE`` for the command to exit with."""
+    print(f"error: {problem}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 @contextlib.contextmanager

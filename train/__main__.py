@@ -97,10 +97,10 @@ def preflight(args: argparse.Namespace) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     problem = preflight(args)
+    from edge.command import refuse, run_command
+
     if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    from edge.command import run_command
+        return refuse(problem)
     from train.data import DatasetError
     from train.faces import FacesError
     from train.loso import run_loso

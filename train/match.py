@@ -86,14 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where the weights are written [default: data/face-traits/match.json]")
     parser.add_argument("--max-faces", type=int, default=None, help="at most this many validation faces (quick runs)")
     args = parser.parse_args(argv)
+    from edge.command import refuse, run_command
+
     if args.max_faces is not None and args.max_faces < 1:
-        print("error: --max-faces must be at least 1", file=sys.stderr)
-        return 2
+        return refuse("--max-faces must be at least 1")
     started = time.time()
     from benchmarks import labelled
     from convert.files import check_writable
     from edge.artifacts import atomic_write_json
-    from edge.command import run_command
     from edge.face_traits import SPLIT_RULE, FaceTraitsError, LabelledFaces, read_labelled_faces
     from edge.faces import DetectorError, make_face_detector
     from edge.live import RunOptions, make_matcher

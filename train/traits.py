@@ -369,14 +369,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=224, help="model input size (the character model's)")
     parser.add_argument("--max-per-split", type=int, default=None, help="at most this many pictures per split (quick runs)")
     args = parser.parse_args(argv)
+    from edge.command import refuse, run_command
+
     if args.max_per_split is not None and args.max_per_split < 1:
-        print("error: --max-per-split must be at least 1", file=sys.stderr)
-        return 2
+        return refuse("--max-per-split must be at least 1")
     if not 96 <= args.size <= 224:
-        print(f"error: --size {args.size} is out of range (96..224, the sizes a model can be trained at)", file=sys.stderr)
-        return 2
+        return refuse(f"--size {args.size} is out of range (96..224, the sizes a model can be trained at)")
     from convert.files import check_writable
-    from edge.command import run_command
     from edge.faces import DetectorError
     from train.weights import WeightsError
 

@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from edge.command import EXIT_ERROR, EXIT_INTERRUPTED, run_command
+from edge.command import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, refuse, run_command
 
 
 class Oops(ValueError):
@@ -17,6 +17,11 @@ def raising(exc: BaseException):
     def body():
         raise exc
     return body
+
+
+def test_a_refused_value_is_one_line_and_the_usage_code(capsys):
+    assert refuse("--size 12 is out of range") == EXIT_USAGE == 2
+    assert capsys.readouterr().err == "error: --size 12 is out of range\n"
 
 
 def test_the_body_gives_the_exit_code():
