@@ -49,8 +49,7 @@ class ConvertConfig:
     faces_dir: Path | None = None  # labelled faces (CelebA's format): traits checked on their test split
     max_faces: int = 300
     # Face crops of faces_dir's training split added to the int8 calibration. Off by default: measured
-    # (mixed recipe, 95 crops) it lowered int8's top-1 agreement with Keras on test faces from 87.9% to
-    # 84.6% and, with every backbone op integer, on openmoji drawings from 96.6% to 95.1%.
+    # worse on test faces and on drawings (README "The int8 variant" has the numbers).
     rep_faces: int = 0
 
 
