@@ -11,7 +11,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from convert import ConvertError  # noqa: E402
-from convert.export import FULL_INTEGER, Int8Recipe  # noqa: E402
+from convert.export import ACTIVATION_RANGES, FULL_INTEGER, Int8Recipe  # noqa: E402
 from convert.pipeline import ConvertConfig, run  # noqa: E402
 from convert.verify import DEFAULT_MIN_AGREEMENT, FLOAT16_MIN_AGREEMENT, FLOAT_MIN_AGREEMENT  # noqa: E402
 from edge.argtypes import whole  # noqa: E402
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="folded: the pixel scaling (x / 127.5 - 1) is folded into the first convolution, so uint8 pixels "
         "reach it unrounded; quantized: it stays two int8 ops (the old graph, for comparison)",
     )
+    parser.add_argument(
+        "--int8-ranges",
+        choices=ACTIVATION_RANGES,
+        default=Int8Recipe().activation_ranges,
+        help="mse: each activation's int8 range is the one with the least quantization error (rounding and "
+        "clipping) on the representative images; minmax: the calibrator's minimum and maximum",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero and publish nothing if any variant is flagged")
     parser.add_argument("--val", type=Path, action="append", default=[], help="folder of class folders to validate on (repeatable; empty: the model card's validation split)")
     parser.add_argument("--rep-data", type=Path, action="append", default=[], help="folder of class folders of training images to calibrate on (repeatable; empty: the model card's training split)")
@@ -83,12 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded") -> Int8Recipe:
+def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded", activation_ranges: str = "mse") -> Int8Recipe:
     fold = input_scaling == "folded"
     if mode == "full":
-        return dataclasses.replace(FULL_INTEGER, fold_input_scaling=fold)
+        return dataclasses.replace(FULL_INTEGER, fold_input_scaling=fold, activation_ranges=activation_ranges)
     names = tuple(n.strip() for n in float_layers.split(",") if n.strip() and n.strip() != "none")
-    return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold)
+    return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold, activation_ranges=activation_ranges)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         rep_dirs=tuple(args.rep_data),
         num_threads=args.threads,
         max_val=args.max_val,
-        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling),
+        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling, args.int8_ranges),
         seed=args.seed,
         faces_dir=args.faces,
         max_faces=args.max_faces,

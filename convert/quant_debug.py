@@ -6,6 +6,8 @@ Calibrates once (training images, as make convert does; the input scaling folded
 convolution, as make convert does), then quantizes the model several ways and runs each on
 validation images against the float model:
 - the default recipe with the input scaling left as two int8 ops (``--int8-input-scaling quantized``);
+- the default recipe with the calibrator's min/max activation ranges (``--int8-ranges minmax``);
+  every other row uses the least-MSE ranges, as make convert does (``convert.ranges``);
 - fully integer, head float, the default recipe (see ``convert.export.Int8Recipe``);
 - the head float plus one backbone block float, for every block: a block whose row shows a much
   smaller error than "head float" is one whose int8 version hurts, a candidate for
@@ -31,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from convert import ConvertError, export, input_scaling, tf_private  # noqa: E402
+from convert import ConvertError, export, input_scaling, ranges, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
 from convert import source as src  # noqa: E402
 from edge.runtime import interpreter_class  # noqa: E402
@@ -141,10 +143,14 @@ def main(argv: list[str] | None = None) -> int:
                 "head float": export.Int8Recipe(float_head=True, float_layers=()),
                 "default recipe": export.Int8Recipe(),
             }
+            minmax = export.quantize_calibrated(calibrated, export.Int8Recipe(activation_ranges="minmax"))
+            calibrated, _ = ranges.tighten(calibrated, rep)  # every recipe below but that one: least-MSE ranges
             recipes.update({f"head + {block} float": export.Int8Recipe(True, (block,)) for block in backbone_blocks(calibrated)})
             print(f"{'int8 variant':<34} {'emb rel err':>11} {'agreement':>9} {'size':>9}")
             unfolded = export.Int8Recipe(fold_input_scaling=False)
-            rows = [("default, input scaling quantized", export.quantize_calibrated(export.calibrate(saved_model, rep), unfolded))]
+            unfolded_calibrated, _ = ranges.tighten(export.calibrate(saved_model, rep), rep)
+            rows = [("default, input scaling quantized", export.quantize_calibrated(unfolded_calibrated, unfolded)),
+                    ("default, min/max ranges", minmax)]
             rows += [(name, export.quantize_calibrated(calibrated, recipe)) for name, recipe in recipes.items()]
             for name, model_bytes in rows:
                 row = compare(name, model_bytes, images, reference)

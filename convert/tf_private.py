@@ -19,6 +19,9 @@ fails first, naming what went missing).
 - ``signature_outputs``: ``Interpreter._get_full_signature_list()`` gives each signature output's
   tensor index (the public ``get_signature_list()`` gives only names): the sidecar's output map is
   read off the file by name rather than guessed from shapes.
+- ``read_flatbuffer`` / ``write_flatbuffer``: a TFLite model as TensorFlow's generated flatbuffer
+  object API (``tensorflow.lite.python.schema_py_generated``, not public) and back; the int8 recipe
+  rewrites the calibrated activation ranges there (``convert.ranges``) before quantizing.
 - ``quantization_debugger``: ``tf.lite.experimental.QuantizationDebugger`` (public but experimental)
   for ``python -m convert.quant_debug``'s per-layer error statistics.
 """
@@ -62,6 +65,22 @@ def signature_outputs(interpreter, signature_key: str) -> dict[str, int]:
     when the interpreter or the model does not say."""
     signatures = interpreter._get_full_signature_list()  # pylint: disable=protected-access
     return {str(name): int(index) for name, index in signatures[signature_key]["outputs"].items()}
+
+
+def read_flatbuffer(model_bytes: bytes):
+    """The model as an editable ``ModelT`` (tensors, buffers, their quantization parameters)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+
+
+def write_flatbuffer(model) -> bytes:
+    """A ``ModelT`` serialised back into TFLite bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def quantization_debugger(converter, debug_dataset: Callable[[], Iterator[list[np.ndarray]]]):

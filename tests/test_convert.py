@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     assert quantization["mode"] == "mixed" and quantization["float_head"] is True
     assert quantization["input_scaling"] == "folded into the first convolution"
     assert quantization["float_layers"] == ["Conv1", "expanded_conv", "block_1", "block_2", "block_3"]
+    assert quantization["activation_ranges"] == "least quantization error on the representative images"
     assert quantization["ops"] > quantization["integer_ops"] > quantization["ops"] // 2
     model = LookalikeModel(folder / "lookalike_int8.tflite")
     assert model.input_dtype == np.uint8
@@ -194,6 +196,77 @@ def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
     # The float variants keep the model as trained: Conv1 pads by itself (the converter may fold the
     # scaling into the blur's depthwise convolution, so no MUL need be left to see).
     assert not {"PAD", "PADV2"} & set(float_ops[: float_ops.index("CONV_2D")]), float_ops[:5]
+
+
+def test_least_mse_range_clips_rare_outliers_and_keeps_a_dense_range():
+    """convert.ranges on known histograms: a unit Gaussian whose calibrated range (-20..40) was set
+    by values too rare to be sampled gets a range that fits the Gaussian; values spread evenly over
+    0..6 keep (almost) their whole range."""
+    from convert import ranges
+
+    rng = np.random.default_rng(0)
+    low, high = -20.0, 40.0
+    counts, edges = np.histogram(np.clip(rng.normal(0, 1, 200_000), low, high), bins=ranges.BINS, range=(low, high))
+    centres = (edges[:-1] + edges[1:]) / 2
+    chosen = ranges.best_range(centres, counts, low, high)
+    assert -8 < chosen[0] < -2 and 2 < chosen[1] < 8
+    assert ranges.quantization_mse(centres, counts, *chosen) < 0.1 * ranges.quantization_mse(centres, counts, low, high)
+    # the histogram's error is the error of quantizing the values themselves, as TFLite does
+    values = np.concatenate([rng.normal(0, 1, 200_000), [-20.0, 40.0]])
+    counts, edges = np.histogram(values, bins=ranges.BINS, range=(low, high))
+    centres = (edges[:-1] + edges[1:]) / 2
+    scale = (high - low) / 255
+    zero_point = np.round(-128 - low / scale)
+    direct = np.mean(((np.clip(np.round(values / scale) + zero_point, -128, 127) - zero_point) * scale - values) ** 2)
+    assert ranges.quantization_mse(centres, counts, low, high) == pytest.approx(direct, rel=0.05)
+    even = rng.uniform(0, 6, 100_000)
+    counts, edges = np.histogram(even, bins=ranges.BINS, range=(0.0, 6.0))
+    chosen = ranges.best_range((edges[:-1] + edges[1:]) / 2, counts, 0.0, 6.0)
+    assert chosen[0] == 0.0 and chosen[1] > 5.8
+
+
+def test_tightened_ranges_are_written_into_the_calibrated_model(tiny_source):
+    """Each activation's range as tightened lies inside the calibrated one, some are narrower and
+    their quantization error lower; the input (camera pixels) and the outputs keep theirs; the
+    tightened model quantizes and still answers like the float model."""
+    from convert import export, input_scaling, ranges, source, tf_private
+
+    src_model = source.read_source(tiny_source)
+    model = source.load_keras_model(src_model)
+    images = np.random.default_rng(1).integers(0, 256, (12, 48, 48, 3), dtype=np.uint8)
+    images[0, 0, 0] = 0
+    images[0, 0, 1] = 255
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export.export_saved_model(input_scaling.checked_fold(model, images), src_model.contract, Path(tmp) / "sm")
+        calibrated = export.calibrate(saved, images)
+    tightened, changes = ranges.tighten(calibrated, images)
+    before, after = tf_private.read_flatbuffer(calibrated), tf_private.read_flatbuffer(tightened)
+    assert len(changes) > 10
+    graph_before, graph_after = before.subgraphs[0], after.subgraphs[0]
+    narrower = 0
+    for change in changes:
+        low, high = change.calibrated
+        assert low <= change.chosen[0] <= change.chosen[1] <= high
+        assert change.mse_chosen <= change.mse_calibrated
+        narrower += change.chosen != change.calibrated
+    assert narrower > 0 and any(c.mse_chosen < 0.9 * c.mse_calibrated for c in changes)
+    written = {}
+    for t_before, t_after in zip(graph_before.tensors, graph_after.tensors):
+        q = t_after.quantization
+        if q is not None and q.min is not None and len(np.atleast_1d(q.min)) == 1:
+            written[t_after.name.decode()] = (float(np.atleast_1d(q.min)[0]), float(np.atleast_1d(q.max)[0]))
+    for change in changes:
+        assert written[change.name] == pytest.approx(change.chosen, rel=1e-6, abs=1e-6)
+    for index in [*graph_before.inputs, *graph_before.outputs]:
+        q_before, q_after = graph_before.tensors[index].quantization, graph_after.tensors[index].quantization
+        assert np.array_equal(np.atleast_1d(q_before.min), np.atleast_1d(q_after.min))
+        assert np.array_equal(np.atleast_1d(q_before.max), np.atleast_1d(q_after.max))
+    quantized = export.quantize_calibrated(tightened, export.Int8Recipe())
+    from convert.quant_debug import run_tflite
+
+    probabilities, _ = run_tflite(quantized, images)
+    reference = np.asarray(model.predict(images.astype(np.float32), verbose=0)[0])
+    assert np.abs(probabilities - reference).max() < 0.1
 
 
 @pytest.mark.parametrize("size,kernel,stride,expected", [(48, 3, 2, (0, 1)), (224, 3, 2, (0, 1)), (225, 3, 2, (1, 1)), (7, 3, 1, (1, 1))])
@@ -328,12 +401,15 @@ def test_flagged_variant_without_strict_is_published_with_a_warning(models_dir, 
     assert tflite_files(models_dir) == ["lookalike_float32.tflite"]
 
 
-def test_full_integer_int8_has_integer_outputs(models_dir):
-    assert main(["--models", str(models_dir), "--variants", "int8", "--int8-mode", "full", "--rep-size", "12", "--max-val", "6"]) == 0
+@pytest.mark.parametrize("ranges", ["mse", "minmax"])
+def test_full_integer_int8_has_integer_outputs(models_dir, ranges):
+    args = ["--models", str(models_dir), "--variants", "int8", "--int8-mode", "full", "--int8-ranges", ranges]
+    assert main([*args, "--rep-size", "12", "--max-val", "6"]) == 0
     sidecar = json.loads((models_dir / "lookalike_int8.json").read_text())
     assert sidecar["input"] == {"dtype": "uint8", "scale": 1.0, "zero_point": 0}
     assert sidecar["output_dtypes"] == {"probabilities": "uint8", "embedding": "uint8", "traits": "uint8"}
     assert sidecar["quantization"]["mode"] == "full-integer"
+    assert sidecar["quantization"]["activation_ranges"] == export.ACTIVATION_RANGE_MEANING[ranges]
     assert sidecar["quantization"]["integer_ops"] == sidecar["quantization"]["ops"]
     prediction = LookalikeModel(models_dir / "lookalike_int8.tflite").predict(np.zeros((48, 48, 3), np.uint8))
     assert prediction.probabilities.sum() == pytest.approx(1.0, abs=0.02)
@@ -346,7 +422,7 @@ def test_quant_debug_ranks_int8_recipes(models_dir, tmp_path, capsys):
     before = sorted(p.name for p in models_dir.iterdir())
     assert quant_debug.main(["--models", str(models_dir), "--rep-size", "12", "--images", "9", "--layer-stats", str(stats)]) == 0
     out = capsys.readouterr().out
-    for name in ("default, input scaling quantized", "fully integer", "head float", "default recipe",
+    for name in ("default, input scaling quantized", "default, min/max ranges", "fully integer", "head float", "default recipe",
                  "head + block_1 float", "head + block_12 float"):
         assert name in out
     header = stats.read_text().splitlines()[0].split(",")
@@ -662,6 +738,11 @@ def test_private_tensorflow_api_is_still_there():
     named = tf_private.signature_outputs(interpreter, export.SIGNATURE_KEY)
     indices = {int(d["index"]) for d in interpreter.get_output_details()}
     assert {"probabilities", "embedding"} <= set(named) and set(named.values()) <= indices
+    model_bytes = (FIXTURE_DIR / "lookalike_int8.tflite").read_bytes()
+    flat = tf_private.read_flatbuffer(model_bytes)
+    assert len(flat.subgraphs[0].tensors) == len(interpreter.get_tensor_details())
+    again = cls(model_content=tf_private.write_flatbuffer(flat))  # written back, it loads and keeps its signature
+    assert tf_private.signature_outputs(again, export.SIGNATURE_KEY) == named
 
 
 # --- end to end on a briefly trained real model (slow) ----------------------------------------
