@@ -212,6 +212,9 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> by
     758 top-1 answers for today's model (median top probability 0.40) and 43 of 758 for a flatter,
     label-smoothed head tried earlier (median 0.10). With the full-integer recipe both outputs
     are uint8, dequantized by the runtime from each output's scale and zero point.
+
+    Each activation's range is the one with the least quantization error on the representative
+    images (``convert.ranges``), unless the recipe asks for the calibrator's min/max.
     """
     import tensorflow as tf
 
