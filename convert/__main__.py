@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="mse: each activation's int8 range is the one with the least quantization error (rounding and "
         "clipping) on the representative images; minmax: the calibrator's minimum and maximum",
     )
+    parser.add_argument(
+        "--int8-bias-correction",
+        choices=("on", "off"),
+        default="on" if Int8Recipe().correct_bias else "off",
+        help="mixed mode: on: the pooled features' mean int8 error on the representative images is taken out "
+        "in the float head",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero and publish nothing if any variant is flagged")
     parser.add_argument("--val", type=Path, action="append", default=[], help="folder of class folders to validate on (repeatable; empty: the model card's validation split)")
     parser.add_argument("--rep-data", type=Path, action="append", default=[], help="folder of class folders of training images to calibrate on (repeatable; empty: the model card's training split)")
@@ -90,12 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded", activation_ranges: str = "mse") -> Int8Recipe:
+def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded", activation_ranges: str = "mse",
+                bias_correction: str = "on") -> Int8Recipe:
     fold = input_scaling == "folded"
     if mode == "full":
         return dataclasses.replace(FULL_INTEGER, fold_input_scaling=fold, activation_ranges=activation_ranges)
     names = tuple(n.strip() for n in float_layers.split(",") if n.strip() and n.strip() != "none")
-    return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold, activation_ranges=activation_ranges)
+    return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold, activation_ranges=activation_ranges,
+                      correct_bias=bias_correction == "on")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         rep_dirs=tuple(args.rep_data),
         num_threads=args.threads,
         max_val=args.max_val,
-        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling, args.int8_ranges),
+        int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling, args.int8_ranges,
+                                 args.int8_bias_correction),
         seed=args.seed,
         faces_dir=args.faces,
         max_faces=args.max_faces,

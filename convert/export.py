@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from convert import ConvertError, ranges, tf_private
+from convert import ConvertError, bias_correction, ranges, tf_private
 from edge.contract import OUTPUT_NAMES, InputContract
 from edge.quiet import fds_redirected
 from edge.runtime import interpreter_class
@@ -134,6 +134,9 @@ class Int8Recipe:
     # Each activation's int8 range: "mse", the range with the least quantization error on the
     # representative images (``convert.ranges``); "minmax", the calibrator's minimum and maximum.
     activation_ranges: str = "mse"
+    # With the head float: take the pooled features' mean int8 error (on the representative images)
+    # out in the head's domain mean (``convert.bias_correction``).
+    correct_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.activation_ranges not in ACTIVATION_RANGES:
@@ -150,7 +153,9 @@ class Int8Recipe:
         }
         if self.full_integer:
             return {"mode": "full-integer", **common}
-        return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers), **common}
+        bias = "corrected in the float head" if self.float_head and self.correct_bias else "not corrected"
+        return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers), **common,
+                "pooled_feature_bias": bias}
 
 
 FULL_INTEGER = Int8Recipe(float_head=False, float_layers=())
@@ -214,7 +219,8 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> by
     are uint8, dequantized by the runtime from each output's scale and zero point.
 
     Each activation's range is the one with the least quantization error on the representative
-    images (``convert.ranges``), unless the recipe asks for the calibrator's min/max.
+    images (``convert.ranges``), unless the recipe asks for the calibrator's min/max; with the head
+    float, the pooled features' mean error is taken out in the head (``convert.bias_correction``).
     """
     import tensorflow as tf
 
@@ -225,6 +231,9 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> by
         calibrated = calibrate(saved_model, calibration.images)
         if recipe.activation_ranges == "mse":
             calibrated, _ = ranges.tighten(calibrated, calibration.images)
+        if recipe.float_head and recipe.correct_bias:
+            quantized, _ = bias_correction.correct(calibrated, lambda model: quantize_calibrated(model, recipe), calibration.images)
+            return quantized
         return quantize_calibrated(calibrated, recipe)
     # Every op integer with the calibrator's ranges: the converter's public route, uint8 in and out.
     converter = saved_model_converter(saved_model)

@@ -20,8 +20,9 @@ fails first, naming what went missing).
   tensor index (the public ``get_signature_list()`` gives only names): the sidecar's output map is
   read off the file by name rather than guessed from shapes.
 - ``read_flatbuffer`` / ``write_flatbuffer``: a TFLite model as TensorFlow's generated flatbuffer
-  object API (``tensorflow.lite.python.schema_py_generated``, not public) and back; the int8 recipe
-  rewrites the calibrated activation ranges there (``convert.ranges``) before quantizing.
+  object API (``tensorflow.lite.python.schema_py_generated``, not public, ``flatbuffer_schema``) and
+  back; the int8 recipe rewrites the calibrated activation ranges there (``convert.ranges``) before
+  quantizing, and the float head's domain mean after (``convert.bias_correction``).
 - ``quantization_debugger``: ``tf.lite.experimental.QuantizationDebugger`` (public but experimental)
   for ``python -m convert.quant_debug``'s per-layer error statistics.
 """
@@ -67,10 +68,16 @@ def signature_outputs(interpreter, signature_key: str) -> dict[str, int]:
     return {str(name): int(index) for name, index in signatures[signature_key]["outputs"].items()}
 
 
-def read_flatbuffer(model_bytes: bytes):
-    """The model as an editable ``ModelT`` (tensors, buffers, their quantization parameters)."""
+def flatbuffer_schema():
+    """TensorFlow's generated TFLite schema module (``ModelT``, ``BufferT``, ``BuiltinOperator``, ...)."""
     from tensorflow.lite.python import schema_py_generated as schema
 
+    return schema
+
+
+def read_flatbuffer(model_bytes: bytes):
+    """The model as an editable ``ModelT`` (tensors, buffers, their quantization parameters)."""
+    schema = flatbuffer_schema()
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
 
 

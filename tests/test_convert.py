@@ -26,7 +26,7 @@ from edge import artifacts  # noqa: E402
 from edge.artifacts import MANIFEST_FILE, MODEL_CARD_FILE, REPORT_FILE  # noqa: E402
 from edge.model_card import ModelCard  # noqa: E402
 from edge.runtime import SIDECAR_VERSION, VARIANTS, LookalikeModel, sha256_file  # noqa: E402
-from fixtures.make_tiny_models import DATASET, FIXTURE_DIR  # noqa: E402
+from fixtures.make_tiny_models import DATASET, FIXTURE_DIR, set_batchnorm_statistics  # noqa: E402
 
 TINY_REP = 30  # the calibration size of the session fixture tiny_converted (tests/conftest.py)
 
@@ -152,6 +152,7 @@ def test_int8_takes_camera_pixels_unchanged(converted):
     assert quantization["input_scaling"] == "folded into the first convolution"
     assert quantization["float_layers"] == ["Conv1", "expanded_conv", "block_1", "block_2", "block_3"]
     assert quantization["activation_ranges"] == "least quantization error on the representative images"
+    assert quantization["pooled_feature_bias"] == "corrected in the float head"
     assert quantization["ops"] > quantization["integer_ops"] > quantization["ops"] // 2
     model = LookalikeModel(folder / "lookalike_int8.tflite")
     assert model.input_dtype == np.uint8
@@ -267,6 +268,51 @@ def test_tightened_ranges_are_written_into_the_calibrated_model(tiny_source):
     probabilities, _ = run_tflite(quantized, images)
     reference = np.asarray(model.predict(images.astype(np.float32), verbose=0)[0])
     assert np.abs(probabilities - reference).max() < 0.1
+
+
+def test_bias_correction_takes_the_mean_error_out_in_the_head():
+    """A tiny model with domain statistics, so that its float head subtracts a mean as make train's
+    does: the correction leaves the integer part as it was and moves that mean by the pooled
+    features' mean int8 error, so on the calibration images the int8 embedding's mean error is gone."""
+    import keras
+
+    from convert import bias_correction, export, input_scaling, tf_private
+    from convert.quant_debug import run_tflite
+    from edge.contract import InputContract
+    from train.model import build_backbone, build_model
+
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    contract = InputContract(labels=("a", "b", "c"), input_size=48)
+    backbone = build_backbone(contract, None, 0.35, "block_12_add+out_relu")
+    dim = 32 + 1280
+    model = build_model(contract, backbone=backbone, domain=(rng.normal(0, 0.1, dim), rng.uniform(0.5, 2.0, dim)))
+    images = rng.integers(0, 256, (16, 48, 48, 3), dtype=np.uint8)
+    images[0, 0, 0], images[0, 0, 1] = 0, 255
+    set_batchnorm_statistics(model, images)  # or every picture gets the same features
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export.export_saved_model(input_scaling.checked_fold(model, images), contract, Path(tmp) / "sm")
+        calibrated = export.calibrate(saved, images)
+
+    def quantize(model_bytes: bytes) -> bytes:
+        return export.quantize_calibrated(model_bytes, export.Int8Recipe())
+
+    plain = quantize(calibrated)
+    corrected, correction = bias_correction.correct(calibrated, quantize, images)
+    assert correction is not None and correction.features == dim and correction.rms_error_after < correction.rms_error_before
+
+    def pooled_and_mean(model_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+        flat = tf_private.read_flatbuffer(model_bytes)
+        features, constant = bias_correction.standardisation_sub(flat)
+        buffer = flat.buffers[flat.subgraphs[0].tensors[constant].buffer]
+        return bias_correction.pooled_features(model_bytes, features, images), np.frombuffer(bytes(buffer.data), np.float32)
+
+    (float_pooled, _), (plain_pooled, plain_mean), (pooled, mean) = map(pooled_and_mean, (calibrated, plain, corrected))
+    assert np.array_equal(pooled, plain_pooled)  # the integer part is unchanged
+    assert np.allclose(mean - plain_mean, (pooled - float_pooled).mean(axis=0), atol=1e-5)
+    reference = run_tflite(calibrated, images)[1]
+    before, after = (np.abs((run_tflite(m, images)[1] - reference).mean(axis=0)).max() for m in (plain, corrected))
+    assert after < 0.01 * before
 
 
 @pytest.mark.parametrize("size,kernel,stride,expected", [(48, 3, 2, (0, 1)), (224, 3, 2, (0, 1)), (225, 3, 2, (1, 1)), (7, 3, 1, (1, 1))])
@@ -422,7 +468,7 @@ def test_quant_debug_ranks_int8_recipes(models_dir, tmp_path, capsys):
     before = sorted(p.name for p in models_dir.iterdir())
     assert quant_debug.main(["--models", str(models_dir), "--rep-size", "12", "--images", "9", "--layer-stats", str(stats)]) == 0
     out = capsys.readouterr().out
-    for name in ("default, input scaling quantized", "default, min/max ranges", "fully integer", "head float", "default recipe",
+    for name in ("default, input scaling quantized", "default, min/max ranges", "default recipe, bias corrected", "fully integer", "head float", "default recipe",
                  "head + block_1 float", "head + block_12 float"):
         assert name in out
     header = stats.read_text().splitlines()[0].split(",")
