@@ -21,7 +21,9 @@ import numpy as np
 from convert import tf_private
 from edge.runtime import interpreter_class
 
-STANDARDISATION = "domain_standardisation"  # train.model's layer name: the SUB whose constant is the domain mean
+# train.model's layer name (kept here, so converting needs no Keras import): the SUB whose constant
+# is the domain mean. tests/test_convert.py builds the model with train.model and fails if they part.
+STANDARDISATION = "domain_standardisation"
 
 
 @dataclass(frozen=True)

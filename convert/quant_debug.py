@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     ("default, min/max ranges", minmax)]
             rows += [(name, export.quantize_calibrated(calibrated, recipe)) for name, recipe in recipes.items()]
             corrected, _ = bias_correction.correct(calibrated, lambda c: export.quantize_calibrated(c, export.Int8Recipe()), rep)
-            rows.insert(3, ("default recipe, bias corrected", corrected))  # what make convert ships
+            default_row = [name for name, _ in rows].index("default recipe")
+            rows.insert(default_row + 1, ("default recipe, bias corrected", corrected))  # what make convert ships
             for name, model_bytes in rows:
                 row = compare(name, model_bytes, images, reference)
                 print(f"{row.name:<34} {row.relative_error:>11.3f} {row.agreement:>9.1%} {row.size_bytes / 1e6:>7.2f} MB", flush=True)
