@@ -12,14 +12,13 @@ from the float model's average. What it gained on each held-out style: README "T
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from convert import tf_private
-from edge.runtime import interpreter_class
+from convert.ranges import every_tensor_interpreter
 
 # train.model's layer name (kept here, so converting needs no Keras import): the SUB whose constant
 # is the domain mean. tests/test_convert.py builds the model with train.model and fails if they part.
@@ -43,8 +42,7 @@ def standardisation_sub(model) -> tuple[int, int] | None:
         code = model.operatorCodes[op.opcodeIndex]
         if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.SUB or len(op.inputs) != 2:
             continue
-        name = graph.tensors[op.outputs[0]].name
-        if STANDARDISATION not in (name.decode(errors="replace") if isinstance(name, bytes) else str(name)):
+        if STANDARDISATION not in tf_private.tensor_name(graph.tensors[op.outputs[0]]):
             continue
         features, constant = (int(i) for i in op.inputs)
         tensor = graph.tensors[constant]
@@ -56,11 +54,7 @@ def standardisation_sub(model) -> tuple[int, int] | None:
 
 def pooled_features(model_bytes: bytes, tensor: int, images: np.ndarray) -> np.ndarray:
     """The values of ``tensor`` (the pooled features) for each image, with every tensor kept."""
-    cls, _ = interpreter_class()
-    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is meant for debugging
-        warnings.simplefilter("ignore")
-        interpreter = cls(model_content=model_bytes, experimental_preserve_all_tensors=True)
-    interpreter.allocate_tensors()
+    interpreter = every_tensor_interpreter(model_bytes)
     source = interpreter.get_input_details()[0]
     rows = []
     for image in images:

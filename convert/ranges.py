@@ -88,14 +88,20 @@ def ranged_tensors(model) -> dict[int, tuple[float, float]]:
     return found
 
 
-def histograms(calibrated: bytes, images: np.ndarray, ranges: dict[int, tuple[float, float]], seed: int = 0) -> dict[int, np.ndarray]:
-    """Counts of each ranged tensor's values over its calibrated range, from every image (float
-    model run with every intermediate tensor kept; at most SAMPLES_PER_IMAGE values an image)."""
+def every_tensor_interpreter(model_bytes: bytes):
+    """An interpreter (allocated) that keeps every intermediate tensor readable after ``invoke``."""
     cls, _ = interpreter_class()
     with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is meant for debugging: it is what this needs
         warnings.simplefilter("ignore")
-        interpreter = cls(model_content=calibrated, experimental_preserve_all_tensors=True)
+        interpreter = cls(model_content=model_bytes, experimental_preserve_all_tensors=True)
     interpreter.allocate_tensors()
+    return interpreter
+
+
+def histograms(calibrated: bytes, images: np.ndarray, ranges: dict[int, tuple[float, float]], seed: int = 0) -> dict[int, np.ndarray]:
+    """Counts of each ranged tensor's values over its calibrated range, from every image (float
+    model run with every intermediate tensor kept; at most SAMPLES_PER_IMAGE values an image)."""
+    interpreter = every_tensor_interpreter(calibrated)
     source = interpreter.get_input_details()[0]
     rng = np.random.default_rng(seed)
     counts = {index: np.zeros(BINS, np.int64) for index in ranges}
@@ -125,9 +131,8 @@ def tighten(calibrated: bytes, images: np.ndarray, seed: int = 0) -> tuple[bytes
         quantization = graph.tensors[index].quantization
         quantization.min = np.array([chosen[0]], np.float32)
         quantization.max = np.array([chosen[1]], np.float32)
-        name = graph.tensors[index].name
         changes.append(Tightened(
-            name.decode(errors="replace") if isinstance(name, bytes) else str(name), (low, high), chosen,
+            tf_private.tensor_name(graph.tensors[index]), (low, high), chosen,
             quantization_mse(centres, counts[index], low, high), quantization_mse(centres, counts[index], *chosen),
         ))
     return tf_private.write_flatbuffer(model), changes

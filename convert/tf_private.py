@@ -81,6 +81,12 @@ def read_flatbuffer(model_bytes: bytes):
     return schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
 
 
+def tensor_name(tensor) -> str:
+    """A ``ModelT`` tensor's name as text (the object API gives bytes)."""
+    name = tensor.name
+    return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+
+
 def write_flatbuffer(model) -> bytes:
     """A ``ModelT`` serialised back into TFLite bytes."""
     import flatbuffers
