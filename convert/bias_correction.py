@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from convert import tf_private
-from convert.ranges import every_tensor_interpreter
+from convert.interpreters import every_tensor_interpreter, invoke_each
 
 # train.model's layer name (kept here, so converting needs no Keras import): the SUB whose constant
 # is the domain mean. tests/test_convert.py builds the model with train.model and fails if they part.
@@ -55,13 +55,7 @@ def standardisation_sub(model) -> tuple[int, int] | None:
 def pooled_features(model_bytes: bytes, tensor: int, images: np.ndarray) -> np.ndarray:
     """The values of ``tensor`` (the pooled features) for each image, with every tensor kept."""
     interpreter = every_tensor_interpreter(model_bytes)
-    source = interpreter.get_input_details()[0]
-    rows = []
-    for image in images:
-        interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
-        interpreter.invoke()
-        rows.append(np.asarray(interpreter.get_tensor(tensor), np.float64).reshape(-1))
-    return np.stack(rows)
+    return np.stack([np.asarray(interpreter.get_tensor(tensor), np.float64).reshape(-1) for _ in invoke_each(interpreter, images)])
 
 
 def correct(calibrated: bytes, quantize: Callable[[bytes], bytes], images: np.ndarray) -> tuple[bytes, Correction | None]:

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 
 from convert import ConvertError, bias_correction, export, input_scaling, ranges, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
+from convert.interpreters import invoke_each  # noqa: E402
 from convert import source as src  # noqa: E402
 from edge.runtime import interpreter_class  # noqa: E402
 
@@ -60,12 +61,8 @@ def run_tflite(model_bytes: bytes, images: np.ndarray) -> tuple[np.ndarray, np.n
         interpreter, {int(d["index"]): i for i, d in enumerate(interpreter.get_output_details())}
     )
     details = interpreter.get_output_details()
-    source = interpreter.get_input_details()[0]
     outputs = {name: [] for name in ("probabilities", "embedding")}
-    for image in images:
-        value = image[None] if source["dtype"] == np.uint8 else image[None].astype(np.float32)
-        interpreter.set_tensor(source["index"], value)
-        interpreter.invoke()
+    for _ in invoke_each(interpreter, images):
         for name in outputs:
             detail = details[layout[name]]
             raw = interpreter.get_tensor(detail["index"])[0]

@@ -19,13 +19,12 @@ the calibrator's ranges.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from convert import tf_private
-from edge.runtime import interpreter_class
+from convert.interpreters import every_tensor_interpreter, invoke_each
 
 BINS = 8192  # histogram bins over the calibrated range: a tenth of an int8 step even at a 0.1 factor
 SAMPLES_PER_IMAGE = 4096  # values taken from each tensor per image (all of them for smaller tensors)
@@ -88,26 +87,13 @@ def ranged_tensors(model) -> dict[int, tuple[float, float]]:
     return found
 
 
-def every_tensor_interpreter(model_bytes: bytes):
-    """An interpreter (allocated) that keeps every intermediate tensor readable after ``invoke``."""
-    cls, _ = interpreter_class()
-    with warnings.catch_warnings():  # LiteRT warns that keeping every tensor is meant for debugging: it is what this needs
-        warnings.simplefilter("ignore")
-        interpreter = cls(model_content=model_bytes, experimental_preserve_all_tensors=True)
-    interpreter.allocate_tensors()
-    return interpreter
-
-
 def histograms(calibrated: bytes, images: np.ndarray, ranges: dict[int, tuple[float, float]], seed: int = 0) -> dict[int, np.ndarray]:
     """Counts of each ranged tensor's values over its calibrated range, from every image (float
     model run with every intermediate tensor kept; at most SAMPLES_PER_IMAGE values an image)."""
     interpreter = every_tensor_interpreter(calibrated)
-    source = interpreter.get_input_details()[0]
     rng = np.random.default_rng(seed)
     counts = {index: np.zeros(BINS, np.int64) for index in ranges}
-    for image in images:
-        interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
-        interpreter.invoke()
+    for _ in invoke_each(interpreter, images):
         for index, (low, high) in ranges.items():
             values = interpreter.get_tensor(index).ravel()
             if values.size > SAMPLES_PER_IMAGE:
