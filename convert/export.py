@@ -14,12 +14,13 @@ only conversion and MLIR quantizer, the interpreter's op and signature listings)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -169,6 +170,15 @@ class Calibration:
     recipe: Int8Recipe = Int8Recipe()
 
 
+@dataclass(frozen=True)
+class Exported:
+    """One variant's .tflite bytes, and what its recipe's corrections did (the conversion report's
+    ``recipe_effects``; empty for a variant that has none)."""
+
+    model_bytes: bytes
+    effect: dict[str, object] = dataclasses.field(default_factory=dict)
+
+
 def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.ndarray]]]:
     """The converter's calibration input: one float32 batch of one uint8 image at a time."""
 
@@ -179,31 +189,50 @@ def representative_dataset(images: np.ndarray) -> Callable[[], Iterator[list[np.
     return generate
 
 
-def export_float32(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+def export_float32(saved_model: Path, calibration: Calibration | None = None) -> Exported:
     """Plain float32: the reference every other variant is compared with on the device."""
-    return _run(saved_model_converter(saved_model), "float32")
+    return Exported(_run(saved_model_converter(saved_model), "float32"))
 
 
-def export_float16(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+def export_float16(saved_model: Path, calibration: Calibration | None = None) -> Exported:
     """float16 weights (half the size); computed in float32 on CPUs, natively on GPU delegates."""
     import tensorflow as tf
 
     converter = saved_model_converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-    return _run(converter, "float16")
+    return Exported(_run(converter, "float16"))
 
 
-def export_dynamic(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+def export_dynamic(saved_model: Path, calibration: Calibration | None = None) -> Exported:
     """Dynamic-range: int8 weights, float activations quantized on the fly; no calibration data."""
     import tensorflow as tf
 
     converter = saved_model_converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    return _run(converter, "dynamic")
+    return Exported(_run(converter, "dynamic"))
 
 
-def export_int8(saved_model: Path, calibration: Calibration | None = None) -> bytes:
+def int8_effect(tightened: Sequence[ranges.Tightened], correction: bias_correction.Correction | None) -> dict[str, object]:
+    """What the int8 recipe's corrections did: how the activation ranges moved (``convert.ranges``),
+    and the pooled features' mean error taken out (``convert.bias_correction``), when each ran."""
+    effect: dict[str, object] = {}
+    if tightened:
+        width = [(t.chosen[1] - t.chosen[0]) / (t.calibrated[1] - t.calibrated[0]) for t in tightened]
+        mse = [t.mse_chosen / t.mse_calibrated for t in tightened if t.mse_calibrated > 0]
+        effect["activation_ranges"] = {
+            "tensors": len(tightened),
+            "narrowed": sum(t.chosen != t.calibrated for t in tightened),
+            "median_width_ratio": round(float(np.median(width)), 4),
+            "median_mse_ratio": round(float(np.median(mse)), 4) if mse else 1.0,
+        }
+    if correction is not None:
+        effect["pooled_feature_bias"] = {k: round(v, 6) if isinstance(v, float) else v
+                                         for k, v in dataclasses.asdict(correction).items()}
+    return effect
+
+
+def export_int8(saved_model: Path, calibration: Calibration | None = None) -> Exported:
     """Integer model calibrated on the representative images; uint8 input.
 
     Input uint8, not int8: the model's input is camera pixels 0..255, and calibrated on images
@@ -229,12 +258,14 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> by
     recipe = calibration.recipe
     if not recipe.full_integer or recipe.activation_ranges != "minmax":
         calibrated = calibrate(saved_model, calibration.images)
+        tightened: list[ranges.Tightened] = []
         if recipe.activation_ranges == "mse":
-            calibrated, _ = ranges.tighten(calibrated, calibration.images)
+            calibrated, tightened = ranges.tighten(calibrated, calibration.images)
         if recipe.float_head and recipe.correct_bias:
-            quantized, _ = bias_correction.correct(calibrated, lambda model: quantize_calibrated(model, recipe), calibration.images)
-            return quantized
-        return quantize_calibrated(calibrated, recipe)
+            quantized, correction = bias_correction.correct(
+                calibrated, lambda model: quantize_calibrated(model, recipe), calibration.images)
+            return Exported(quantized, int8_effect(tightened, correction))
+        return Exported(quantize_calibrated(calibrated, recipe), int8_effect(tightened, None))
     # Every op integer with the calibrator's ranges: the converter's public route, uint8 in and out.
     converter = saved_model_converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -242,7 +273,7 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> by
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
-    return _run(converter, "int8")
+    return Exported(_run(converter, "int8"))
 
 
 def calibrate(saved_model: Path, images: np.ndarray) -> bytes:
@@ -319,7 +350,7 @@ def head_outputs(ops: list[dict], interpreter) -> list[int]:
     return sorted(downstream)
 
 
-EXPORTERS: dict[str, Callable[[Path, Calibration | None], bytes]] = {
+EXPORTERS: dict[str, Callable[[Path, Calibration | None], Exported]] = {
     "float32": export_float32,
     "float16": export_float16,
     "dynamic": export_dynamic,

@@ -276,9 +276,12 @@ def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData
     return PreparedData(rep_images, val_images, targets, rep_info, val_info)
 
 
-def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_images: np.ndarray, staging: Path) -> dict[str, float]:
-    """Export once, then write each variant and its sidecar into the staging folder."""
+def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_images: np.ndarray,
+                     staging: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """Export once, then write each variant and its sidecar into the staging folder. Returns the
+    timings, and what each variant's recipe corrections did (``export.Exported.effect``), by variant."""
     timings: dict[str, float] = {}
+    effects: dict[str, Any] = {}
     start = time.perf_counter()
     saved_model = export.export_saved_model(model, source.contract, staging / "saved_model")
     saved_models = {variant: saved_model for variant in config.variants}
@@ -291,7 +294,11 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
     for variant in config.variants:
         say(f"converting {variant} ...")
         start = time.perf_counter()
-        model_bytes = export.EXPORTERS[variant](saved_models[variant], export.Calibration(rep_images, config.int8_recipe))
+        exported = export.EXPORTERS[variant](saved_models[variant], export.Calibration(rep_images, config.int8_recipe))
+        model_bytes = exported.model_bytes
+        if exported.effect:
+            effects[variant] = exported.effect
+            say_effect(exported.effect)
         layout = export.inspect_tflite(model_bytes, source.contract)
         if variant == "int8":
             check_int8_input(layout)
@@ -302,7 +309,17 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
         say(f"  {variant}: {len(model_bytes) / 1e6:.2f} MB in {timings[f'convert_{variant}']:.1f} s")
     for folder in set(saved_models.values()):
         shutil.rmtree(folder, ignore_errors=True)
-    return timings
+    return timings, effects
+
+
+def say_effect(effect: dict[str, Any]) -> None:
+    ranged, bias = effect.get("activation_ranges"), effect.get("pooled_feature_bias")
+    if ranged:
+        say(f"  {ranged['narrowed']} of {ranged['tensors']} activation ranges narrowed for the least error "
+            f"(median width {ranged['median_width_ratio']:.2f} of the calibrated one)")
+    if bias:
+        say(f"  pooled features' mean int8 error taken out in the head: RMS error {bias['rms_error_before']:.4f} -> "
+            f"{bias['rms_error_after']:.4f} on the representative images")
 
 
 def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_images: np.ndarray, targets: np.ndarray, staging: Path):
@@ -376,7 +393,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
     model = src.load_keras_model(source)
     staging = make_staging(models_dir, STAGING_PREFIX)  # also removes those of runs that were killed
     try:
-        timings = convert_variants(config, source, model, data.representative, staging)
+        timings, effects = convert_variants(config, source, model, data.representative, staging)
         start = time.perf_counter()
         keras_row, checks = verify_variants(config, source, model, data.validation, data.targets, staging)
         traits = trait_check(model, staging, config, source.contract, checks)
@@ -390,6 +407,7 @@ def run(config: ConvertConfig, on_table: Callable[[str], None] = say) -> Convers
             config, source, keras_row, checks, data.representative_info, data.validation_info, timings, publishing
         )
         report["traits"] = traits
+        report["recipe_effects"] = effects
         atomic_write_json(models_dir / REPORT_FILE, report)
         if publishing:
             files.write_manifest(models_dir)

@@ -300,6 +300,9 @@ def test_bias_correction_takes_the_mean_error_out_in_the_head():
     plain = quantize(calibrated)
     corrected, correction = bias_correction.correct(calibrated, quantize, images)
     assert correction is not None and correction.features == dim and correction.rms_error_after < correction.rms_error_before
+    assert export.int8_effect([], correction) == {"pooled_feature_bias": {  # what conversion_report.json says of it
+        "features": dim, "rms_shift": round(correction.rms_shift, 6),
+        "rms_error_before": round(correction.rms_error_before, 6), "rms_error_after": round(correction.rms_error_after, 6)}}
 
     def pooled_and_mean(model_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
         flat = tf_private.read_flatbuffer(model_bytes)
@@ -398,6 +401,13 @@ def test_agreement_check_ran_on_every_variant(converted):
     assert rows["int8"]["size_bytes"] < rows["float32"]["size_bytes"]
     assert rows["float16"]["size_bytes"] < rows["float32"]["size_bytes"]
     assert "float32" in result.table and "int8" in result.table
+    # What the default int8 recipe's ranges did (convert.ranges); no other variant has a correction to
+    # report. (This tiny model has no domain statistics for the bias correction to move: that part of
+    # the report is checked in test_bias_correction_takes_the_mean_error_out_in_the_head.)
+    assert set(report["recipe_effects"]) == {"int8"}
+    ranged = report["recipe_effects"]["int8"]["activation_ranges"]
+    assert 0 < ranged["narrowed"] <= ranged["tensors"]
+    assert 0 < ranged["median_width_ratio"] <= 1 and 0 < ranged["median_mse_ratio"] <= 1
 
 
 def test_manifest_lists_every_artifact_with_its_hash(converted):
@@ -457,6 +467,9 @@ def test_full_integer_int8_has_integer_outputs(models_dir, ranges):
     assert sidecar["quantization"]["mode"] == "full-integer"
     assert sidecar["quantization"]["activation_ranges"] == export.ACTIVATION_RANGE_MEANING[ranges]
     assert sidecar["quantization"]["integer_ops"] == sidecar["quantization"]["ops"]
+    effects = json.loads((models_dir / REPORT_FILE).read_text())["recipe_effects"]
+    # no float head, so no bias correction; the ranges are reported when the recipe chose them
+    assert effects == ({} if ranges == "minmax" else {"int8": {"activation_ranges": effects["int8"]["activation_ranges"]}})
     prediction = LookalikeModel(models_dir / "lookalike_int8.tflite").predict(np.zeros((48, 48, 3), np.uint8))
     assert prediction.probabilities.sum() == pytest.approx(1.0, abs=0.02)
 
