@@ -27,6 +27,7 @@ from convert import export, files, source as src, verify
 from edge.runtime import SIDECAR_VERSION, VARIANTS, ModelError, sha256_file
 from edge.artifacts import CHARACTERS_DIR, GALLERY_FILE, REPORT_FILE, atomic_write_bytes, atomic_write_json, tflite_name
 from edge.matcher import classifier_head, gallery_classes, read_gallery_file
+from edge.style_domain import ClassifierHead
 from edge.outputs import make_staging
 from edge.ranking import top_k_accuracy
 
@@ -210,33 +211,32 @@ def check_int8_input(layout: export.TFLiteLayout) -> None:
         )
 
 
-def load_classifier_head(models_dir: Path, contract):
-    """The classifier layer the gallery ships for the device's adaptive classifier, or None (no
-    gallery, an older one without it, or one that cannot be read: the adapted figures are skipped)."""
+def load_gallery(models_dir: Path, labels: Sequence[str], contract) -> tuple[np.ndarray | None, ClassifierHead | None]:
+    """What the checks read from ``gallery.npz``, read once with the device's reader: the class
+    embeddings in label order (the gallery check) and the classifier layer it ships (the device's
+    adaptive classifier). Either is None, with a warning naming the check that is skipped, when the
+    file is absent, unreadable, for other labels, or (the classifier layer) from an older model."""
     path = models_dir / GALLERY_FILE
     if not path.is_file():
-        return None
+        return None, None
     try:
-        return classifier_head(path, read_gallery_file(path), contract.embedding_dim, contract.num_classes)
+        arrays = read_gallery_file(path)
+    except ModelError as exc:
+        ds.warn(f"{path} cannot be read ({exc.__cause__ or exc}); the gallery check and the adaptive classifier's figures are skipped")
+        return None, None
+    embeddings = head = None
+    try:
+        names, embeddings = gallery_classes(arrays, path)
+        if tuple(names) != tuple(labels):
+            ds.warn(f"{path} labels do not match the model's; the gallery check is skipped")
+            embeddings = None
+    except ModelError as exc:
+        ds.warn(f"{exc}; the gallery check is skipped")
+    try:
+        head = classifier_head(path, arrays, contract.embedding_dim, contract.num_classes)
     except ModelError as exc:
         ds.warn(f"{exc}; the adaptive classifier's figures are skipped")
-        return None
-
-
-def load_gallery(models_dir: Path, labels: Sequence[str]) -> np.ndarray | None:
-    """Gallery embeddings in label order, or None when absent or not matching the labels."""
-    path = models_dir / GALLERY_FILE
-    if not path.is_file():
-        return None
-    try:
-        names, embeddings = gallery_classes(read_gallery_file(path), path)  # the device's reader
-    except ModelError as exc:
-        ds.warn(f"{path} cannot be read ({exc.__cause__ or exc}); the gallery check is skipped")
-        return None
-    if tuple(names) != tuple(labels):
-        ds.warn(f"{path} labels do not match the model's; the gallery check is skipped")
-        return None
-    return embeddings
+    return embeddings, head
 
 
 def prepare_data(config: ConvertConfig, source: src.SourceModel) -> PreparedData:
@@ -325,7 +325,7 @@ def say_effect(effect: dict[str, Any]) -> None:
 def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_images: np.ndarray, targets: np.ndarray, staging: Path):
     say(f"checking against Keras on {len(val_images)} validation images ...")
     reference = verify.keras_outputs(model, val_images)
-    head = load_classifier_head(source.models_dir, source.contract)
+    gallery, head = load_gallery(source.models_dir, source.labels, source.contract)
     noise, adapted_noise = verify.noise_agreement(model, val_images, reference, config.seed, head)
     keras_row = {
         "size_bytes": source.keras_path.stat().st_size,
@@ -337,7 +337,6 @@ def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_i
     if head is not None:
         keras_row["adapted_top1"] = float(np.mean(verify.adapted_answers(head, reference.embeddings, config.seed) == targets))
         keras_row["adapted_noise_agreement"] = adapted_noise
-    gallery = load_gallery(source.models_dir, source.labels)
     limits = verify.thresholds(config.min_agreement)
     checks = []
     for variant in config.variants:

@@ -438,6 +438,17 @@ def test_cli_converts_a_subset_and_keeps_the_others(converted, models_dir, capsy
     assert report["validation"]["images"] == 9
 
 
+def test_unreadable_gallery_skips_its_checks_with_one_warning(models_dir, capsys):
+    """gallery.npz is read once for both checks that use it: unreadable, both are skipped, one warning says so."""
+    (models_dir / "gallery.npz").write_bytes(b"not a zip file")
+    assert main(["--models", str(models_dir), "--variants", "float32", "--rep-size", "6", "--max-val", "6"]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "gallery.npz" in line]
+    assert len(warnings) == 1, warnings
+    assert "the gallery check and the adaptive classifier's figures are skipped" in warnings[0]
+    report = json.loads((models_dir / REPORT_FILE).read_text())
+    assert "adapted_top1" not in report["keras"] and report["variants"][0]["adapted_top1"] is None
+
+
 def test_strict_publishes_nothing_when_a_variant_is_flagged(models_dir, monkeypatch, capsys):
     monkeypatch.setattr(pipeline.verify, "thresholds", lambda _: dict.fromkeys(VARIANTS, 1.5))  # none can reach it
     code = main(["--models", str(models_dir), "--variants", "float32", "--strict", "--max-val", "6"])
