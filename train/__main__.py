@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from edge.argtypes import decimal, whole
+from train import DEFAULT_FEATURE_LAYER
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -40,9 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=whole(1), default=8, help="early stopping patience (epochs)")
     parser.add_argument("--augment-copies", type=whole(0), default=3,
                         help="augmented copies of each training image (0: the originals only)")
-    parser.add_argument("--features", default=None, metavar="LAYERS",
+    parser.add_argument("--features", default=DEFAULT_FEATURE_LAYER, metavar="LAYERS",
                         help="MobileNetV2 layers whose pooled features the head reads, joined by '+' "
-                             "(default: block_12_add+out_relu, the middle and the last layer)")
+                             "(the default: the middle and the last layer)")
     parser.add_argument("--noise-copies", type=whole(1, 16), nargs="*", default=[1, 2], metavar="LEVELS",
                         help="then one copy of the originals per amplitude with +-LEVELS pixel noise "
                              "(the flag alone: none)")
@@ -113,9 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         input_size=args.size, epochs=args.epochs, patience=args.patience, augment_copies=args.augment_copies,
         noise_copies=tuple(args.noise_copies), head_l2=args.head_l2, seed=args.seed, max_per_class=args.max_per_class,
         faces=args.faces, detector=args.detector, traits=args.traits, use_traits=not args.no_traits,
+        feature_layer=args.features,
     )
-    if args.features is not None:
-        config.feature_layer = args.features
     def body() -> None:
         (run_loso if args.protocol == "loso" else run)(config, log=lambda message: print(message, flush=True))
 

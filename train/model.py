@@ -32,10 +32,10 @@ import keras
 import numpy as np
 
 from edge.contract import InputContract
+from train import DEFAULT_FEATURE_LAYER
 from train.weights import WeightsError
 
 BACKBONE_NAME = "backbone"
-DEFAULT_FEATURE_LAYER = "block_12_add+out_relu"  # layers joined by "+", see feature_layers
 LOGIT_SCALE = 10.0  # the head sees embedding * LOGIT_SCALE: a fixed temperature for a unit-scale input
 SMOOTHING_LAYER = "input_smoothing"
 # What smooths the pixels before the backbone; recorded with the trait head, which reads the same

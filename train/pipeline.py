@@ -40,7 +40,7 @@ from edge.style_domain import PRIOR_PICTURES, ClassifierHead, adapted_probabilit
 from edge.traits import CHARACTER_TRAITS_FILE, DATASET_TRAITS_FILE, TraitsError, read_trait_rules, write_character_traits
 from train.augment import AugmentConfig, augment_batch, pixel_noise
 from train.data import Dataset, DatasetError, has_skin_tone, held_out_rows, load_dataset, load_images, picture_group
-from train.model import DEFAULT_FEATURE_LAYER, INPUT_SMOOTHING, LOGIT_SCALE, classifier_arrays, feature_layers
+from train.model import DEFAULT_FEATURE_LAYER, INPUT_SMOOTHING, LOGIT_SCALE, batched_call, classifier_arrays, feature_layers
 
 
 @dataclass
@@ -110,16 +110,10 @@ def training_copies(config: "TrainConfig", extractor, images: np.ndarray, rng: n
             batch = augment_batch(images, rng, AugmentConfig())
         else:
             batch = pixel_noise(images, amplitude, rng)
-        copies.append(pooled_features(extractor, batch, config.feature_batch))
+        copies.append(batched_call(extractor, batch, config.feature_batch))
         if log:
             log(f"features: copy {index + 1} of {len(plan)} ({kind if kind != 'noise' else f'+-{amplitude} level noise'})")
     return copies
-
-
-def pooled_features(extractor, images: np.ndarray, batch: int) -> np.ndarray:
-    from train.model import batched_call
-
-    return batched_call(extractor, images, batch)
 
 
 @dataclass
@@ -444,7 +438,7 @@ def run(config: TrainConfig, log=print) -> dict[str, Any]:
     trait_head = load_trait_head(config, backbone, contract, log)
     rng = np.random.default_rng(config.seed)
     copies = training_copies(config, extractor, x_train, rng, lambda line: log(f"{line} [{time.time() - started:.0f} s]"))
-    val_features = pooled_features(extractor, x_val, config.feature_batch)
+    val_features = batched_call(extractor, x_val, config.feature_batch)
     contract = dataclasses.replace(contract, embedding_dim=int(val_features.shape[1]))
     if trait_head is not None:
         contract = dataclasses.replace(contract, outputs=OUTPUT_NAMES + (TRAITS_OUTPUT,), traits=trait_head.traits,
