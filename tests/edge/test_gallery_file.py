@@ -35,14 +35,20 @@ def test_a_damaged_file_and_missing_arrays_are_one_model_error(tmp_path):
 
 
 def test_convert_check_reads_through_it_and_skips_a_damaged_gallery(tiny_models, tmp_path, capsys):
+    import json
+
     from convert.pipeline import load_gallery as convert_gallery
+    from edge.contract import InputContract
 
     labels = tuple((tiny_models / "labels.txt").read_text().split())
-    expected = read_gallery_file(tiny_models / "gallery.npz")["embeddings"]
-    assert np.array_equal(convert_gallery(tiny_models, labels), expected)
+    contract = InputContract.from_dict(json.loads((tiny_models / "lookalike_float32.json").read_text())["contract"])
+    arrays = read_gallery_file(tiny_models / "gallery.npz")
+    embeddings, head = convert_gallery(tiny_models, labels, contract)
+    assert np.array_equal(embeddings, arrays["embeddings"])
+    assert (head is None) == ("head_kernel" not in arrays)
     (tmp_path / "gallery.npz").write_bytes(b"damaged")
-    assert convert_gallery(tmp_path, labels) is None
-    assert "the gallery check is skipped" in capsys.readouterr().err
+    assert convert_gallery(tmp_path, labels, contract) == (None, None)
+    assert "the gallery check and the adaptive classifier's figures are skipped" in capsys.readouterr().err
 
 
 def test_train_match_rewrites_through_it(models_copy):
