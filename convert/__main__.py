@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="mixed mode: on: the pooled features' mean int8 error on the representative images is taken out "
         "in the float head",
     )
+    parser.add_argument(
+        "--int8-head-weights",
+        choices=("float16", "float32"),
+        default="float16" if Int8Recipe().float16_head_weights else "float32",
+        help="mixed mode: how the float head's weight matrices are stored (float16: half the bytes, widened "
+        "to float32 when the model loads)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit non-zero and publish nothing if any variant is flagged")
     parser.add_argument("--val", type=Path, action="append", default=[], help="folder of class folders to validate on (repeatable; empty: the model card's validation split)")
     parser.add_argument("--rep-data", type=Path, action="append", default=[], help="folder of class folders of training images to calibrate on (repeatable; empty: the model card's training split)")
@@ -98,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def int8_recipe(mode: str, float_layers: str, input_scaling: str = "folded", activation_ranges: str = "mse",
-                bias_correction: str = "on") -> Int8Recipe:
+                bias_correction: str = "on", head_weights: str = "float16") -> Int8Recipe:
     fold = input_scaling == "folded"
     if mode == "full":
         return dataclasses.replace(FULL_INTEGER, fold_input_scaling=fold, activation_ranges=activation_ranges)
     names = tuple(n.strip() for n in float_layers.split(",") if n.strip() and n.strip() != "none")
     return Int8Recipe(float_head=True, float_layers=names, fold_input_scaling=fold, activation_ranges=activation_ranges,
-                      correct_bias=bias_correction == "on")
+                      correct_bias=bias_correction == "on", float16_head_weights=head_weights == "float16")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         num_threads=args.threads,
         max_val=args.max_val,
         int8_recipe=int8_recipe(args.int8_mode, args.int8_float_layers, args.int8_input_scaling, args.int8_ranges,
-                                 args.int8_bias_correction),
+                                 args.int8_bias_correction, args.int8_head_weights),
         seed=args.seed,
         faces_dir=args.faces,
         max_faces=args.max_faces,

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from convert import ConvertError, bias_correction, ranges, tf_private
+from convert import ConvertError, bias_correction, float16_weights, ranges, tf_private
 from edge.contract import OUTPUT_NAMES, InputContract
 from edge.quiet import fds_redirected
 from edge.runtime import interpreter_class
@@ -138,6 +138,9 @@ class Int8Recipe:
     # With the head float: take the pooled features' mean int8 error (on the representative images)
     # out in the head's domain mean (``convert.bias_correction``).
     correct_bias: bool = True
+    # With the head float: its weight matrices stored as float16, widened to float32 when the model
+    # loads (``convert.float16_weights``).
+    float16_head_weights: bool = True
 
     def __post_init__(self) -> None:
         if self.activation_ranges not in ACTIVATION_RANGES:
@@ -155,8 +158,9 @@ class Int8Recipe:
         if self.full_integer:
             return {"mode": "full-integer", **common}
         bias = "corrected in the float head" if self.float_head and self.correct_bias else "not corrected"
+        weights = "float16" if self.float_head and self.float16_head_weights else "float32"
         return {"mode": "mixed", "float_head": self.float_head, "float_layers": list(self.float_layers), **common,
-                "pooled_feature_bias": bias}
+                "pooled_feature_bias": bias, "head_weights": weights}
 
 
 FULL_INTEGER = Int8Recipe(float_head=False, float_layers=())
@@ -213,9 +217,11 @@ def export_dynamic(saved_model: Path, calibration: Calibration | None = None) ->
     return Exported(_run(converter, "dynamic"))
 
 
-def int8_effect(tightened: Sequence[ranges.Tightened], correction: bias_correction.Correction | None) -> dict[str, object]:
+def int8_effect(tightened: Sequence[ranges.Tightened], correction: bias_correction.Correction | None,
+                halved: tuple[int, int] = (0, 0)) -> dict[str, object]:
     """What the int8 recipe's corrections did: how the activation ranges moved (``convert.ranges``),
-    and the pooled features' mean error taken out (``convert.bias_correction``), when each ran."""
+    the pooled features' mean error taken out (``convert.bias_correction``), and the head's weight
+    matrices stored as float16 (``halved``: how many, bytes saved; ``convert.float16_weights``), when each ran."""
     effect: dict[str, object] = {}
     if tightened:
         width = [(t.chosen[1] - t.chosen[0]) / (t.calibrated[1] - t.calibrated[0]) for t in tightened]
@@ -229,6 +235,8 @@ def int8_effect(tightened: Sequence[ranges.Tightened], correction: bias_correcti
     if correction is not None:
         effect["pooled_feature_bias"] = {k: round(v, 6) if isinstance(v, float) else v
                                          for k, v in dataclasses.asdict(correction).items()}
+    if halved[0]:
+        effect["float16_head_weights"] = {"matrices": halved[0], "bytes_saved": halved[1]}
     return effect
 
 
@@ -249,7 +257,8 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> Ex
 
     Each activation's range is the one with the least quantization error on the representative
     images (``convert.ranges``), unless the recipe asks for the calibrator's min/max; with the head
-    float, the pooled features' mean error is taken out in the head (``convert.bias_correction``).
+    float, the pooled features' mean error is taken out in the head (``convert.bias_correction``)
+    and the head's weight matrices are stored as float16 (``convert.float16_weights``).
     """
     import tensorflow as tf
 
@@ -261,11 +270,17 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> Ex
         tightened: list[ranges.Tightened] = []
         if recipe.activation_ranges == "mse":
             calibrated, tightened = ranges.tighten(calibrated, calibration.images)
+        correction = None
         if recipe.float_head and recipe.correct_bias:
             quantized, correction = bias_correction.correct(
                 calibrated, lambda model: quantize_calibrated(model, recipe), calibration.images)
-            return Exported(quantized, int8_effect(tightened, correction))
-        return Exported(quantize_calibrated(calibrated, recipe), int8_effect(tightened, None))
+        else:
+            quantized = quantize_calibrated(calibrated, recipe)
+        halved = (0, 0)
+        if recipe.float_head and recipe.float16_head_weights:
+            smaller, matrices = float16_weights.halve(quantized)
+            quantized, halved = smaller, (matrices, len(quantized) - len(smaller))
+        return Exported(quantized, int8_effect(tightened, correction, halved))
     # Every op integer with the calibrator's ranges: the converter's public route, uint8 in and out.
     converter = saved_model_converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -313,13 +313,15 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
 
 
 def say_effect(effect: dict[str, Any]) -> None:
-    ranged, bias = effect.get("activation_ranges"), effect.get("pooled_feature_bias")
+    ranged, bias, halved = (effect.get(k) for k in ("activation_ranges", "pooled_feature_bias", "float16_head_weights"))
     if ranged:
         say(f"  {ranged['narrowed']} of {ranged['tensors']} activation ranges narrowed for the least error "
             f"(median width {ranged['median_width_ratio']:.2f} of the calibrated one)")
     if bias:
         say(f"  pooled features' mean int8 error taken out in the head: RMS error {bias['rms_error_before']:.4f} -> "
             f"{bias['rms_error_after']:.4f} on the representative images")
+    if halved:
+        say(f"  {halved['matrices']} weight matrices of the float head stored as float16: {halved['bytes_saved'] / 1e6:.2f} MB saved")
 
 
 def verify_variants(config: ConvertConfig, source: src.SourceModel, model, val_images: np.ndarray, targets: np.ndarray, staging: Path):

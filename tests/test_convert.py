@@ -176,6 +176,49 @@ def test_int8_head_is_float_from_every_feature_pooling(converted):
     assert [tensors[p["outputs"][0]]["dtype"] for p in pools] == [np.float32, np.float32]
 
 
+def test_int8_head_weights_are_float16_behind_a_dequantize(converted):
+    """The default recipe stores the float head's weight matrices as float16 (convert.float16_weights):
+    each fully connected op reads a float32 tensor that a DEQUANTIZE writes from float16."""
+    from convert import tf_private
+    from edge.runtime import interpreter_class
+
+    folder, _ = converted
+    cls, _ = interpreter_class()
+    interpreter = cls(model_path=str(folder / "lookalike_int8.tflite"))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    ops = tf_private.ops_details(interpreter)
+    writer = {o["outputs"][0]: o for o in ops}
+    dense = [o for o in ops if o["op_name"] == "FULLY_CONNECTED"]
+    assert dense
+    for op in dense:
+        weights = writer[op["inputs"][1]]
+        assert weights["op_name"] == "DEQUANTIZE" and tensors[weights["inputs"][0]]["dtype"] == np.float16
+    sidecar = json.loads((folder / "lookalike_int8.json").read_text())
+    assert sidecar["quantization"]["head_weights"] == "float16"
+
+
+def test_float16_weights_answer_as_float32_ones_in_half_the_bytes(converted):
+    """convert.float16_weights on the float32 variant: the dense weights shrink to half their bytes,
+    and the model answers as before to float16 rounding."""
+    from convert import float16_weights, tf_private
+    from convert.quant_debug import run_tflite
+    from edge.runtime import interpreter_class
+
+    folder, _ = converted
+    original = (folder / "lookalike_float32.tflite").read_bytes()
+    cls, _ = interpreter_class()
+    interpreter = cls(model_content=original)
+    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
+    dense = [int(np.prod(shapes[o["inputs"][1]])) for o in tf_private.ops_details(interpreter) if o["op_name"] == "FULLY_CONNECTED"]
+    halved, matrices = float16_weights.halve(original)
+    assert matrices == len(dense) == 2  # the classifier and the trait head
+    assert len(original) - len(halved) >= 2 * sum(dense) - 512  # less what the two ops and tensors added
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48, 3), dtype=np.uint8)
+    (p, e), (p16, e16) = run_tflite(original, images), run_tflite(halved, images)
+    assert np.array_equal(e, e16)  # the embedding is computed before the head
+    assert np.abs(p - p16).max() < 1e-3 and (p != p16).any()
+
+
 def test_int8_pixels_reach_the_first_convolution_unscaled(converted):
     """The pixel scaling is folded into Conv1: between the uint8 input and it only the fixed blur
     (a depthwise convolution) and the padding, no scaling arithmetic."""
@@ -408,6 +451,8 @@ def test_agreement_check_ran_on_every_variant(converted):
     ranged = report["recipe_effects"]["int8"]["activation_ranges"]
     assert 0 < ranged["narrowed"] <= ranged["tensors"]
     assert 0 < ranged["median_width_ratio"] <= 1 and 0 < ranged["median_mse_ratio"] <= 1
+    halved = report["recipe_effects"]["int8"]["float16_head_weights"]
+    assert halved["matrices"] == 2 and halved["bytes_saved"] > 0  # the classifier's and the trait head's
 
 
 def test_manifest_lists_every_artifact_with_its_hash(converted):
@@ -481,6 +526,7 @@ def test_full_integer_int8_has_integer_outputs(models_dir, ranges):
     effects = json.loads((models_dir / REPORT_FILE).read_text())["recipe_effects"]
     # no float head, so no bias correction; the ranges are reported when the recipe chose them
     assert effects == ({} if ranges == "minmax" else {"int8": {"activation_ranges": effects["int8"]["activation_ranges"]}})
+    assert "head_weights" not in sidecar["quantization"]  # no float head to store
     prediction = LookalikeModel(models_dir / "lookalike_int8.tflite").predict(np.zeros((48, 48, 3), np.uint8))
     assert prediction.probabilities.sum() == pytest.approx(1.0, abs=0.02)
 
