@@ -8,8 +8,9 @@ validation images against the float model:
 - the default recipe with the input scaling left as two int8 ops (``--int8-input-scaling quantized``);
 - the default recipe with the calibrator's min/max activation ranges (``--int8-ranges minmax``);
   every other row uses the least-MSE ranges, as make convert does (``convert.ranges``);
-- the default recipe with the pooled features' mean error taken out in the head, as make convert
-  ships it (``convert.bias_correction``); no other row has that correction;
+- the default recipe with the pooled features' mean error taken out in the head and the head's
+  weights float16, as make convert ships it (``convert.bias_correction``,
+  ``convert.float16_weights``); no other row has either;
 - fully integer, head float, the default recipe (see ``convert.export.Int8Recipe``);
 - the head float plus one backbone block float, for every block: a block whose row shows a much
   smaller error than "head float" is one whose int8 version hurts, a candidate for
@@ -35,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from convert import ConvertError, bias_correction, export, input_scaling, ranges, tf_private  # noqa: E402
+from convert import ConvertError, bias_correction, export, float16_weights, input_scaling, ranges, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
 from convert.interpreters import invoke_each  # noqa: E402
 from convert import source as src  # noqa: E402
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("default, min/max ranges", minmax)]
             rows += [(name, export.quantize_calibrated(calibrated, recipe)) for name, recipe in recipes.items()]
             corrected, _ = bias_correction.correct(calibrated, lambda c: export.quantize_calibrated(c, export.Int8Recipe()), rep)
+            corrected, _ = float16_weights.halve(corrected)  # and its head's weights float16, as make convert ships it
             default_row = [name for name, _ in rows].index("default recipe")
             rows.insert(default_row + 1, ("default recipe, bias corrected", corrected))  # what make convert ships
             for name, model_bytes in rows:
