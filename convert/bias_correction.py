@@ -39,8 +39,7 @@ def standardisation_sub(model) -> tuple[int, int] | None:
     schema = tf_private.flatbuffer_schema()
     graph = model.subgraphs[0]
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.SUB or len(op.inputs) != 2:
+        if tf_private.builtin_operator(model, op) != schema.BuiltinOperator.SUB or len(op.inputs) != 2:
             continue
         if STANDARDISATION not in tf_private.tensor_name(graph.tensors[op.outputs[0]]):
             continue
@@ -75,9 +74,7 @@ def correct(calibrated: bytes, quantize: Callable[[bytes], bytes], images: np.nd
     mean = np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.float32)
     if mean.size != shift.size:
         return first, None
-    buffer = tf_private.flatbuffer_schema().BufferT()
-    buffer.data = np.frombuffer((mean + shift).astype(np.float32).tobytes(), np.uint8)
-    model.buffers.append(buffer)  # a buffer of its own: the old one may be shared with another constant
-    tensor.buffer = len(model.buffers) - 1
+    # a buffer of its own: the old one may be shared with another constant
+    tensor.buffer = tf_private.add_buffer(model, (mean + shift).astype(np.float32))
     rms = lambda a: float(np.sqrt(np.mean(np.square(a))))  # noqa: E731
     return quantize(tf_private.write_flatbuffer(model)), Correction(shift.size, rms(shift), rms(error), rms(error - shift))

@@ -26,8 +26,7 @@ def halve(model_bytes: bytes) -> tuple[bytes, int]:
     graph = model.subgraphs[0]
     weights: list[int] = []
     for op in graph.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if max(code.builtinCode, code.deprecatedBuiltinCode) != schema.BuiltinOperator.FULLY_CONNECTED or len(op.inputs) < 2:
+        if tf_private.builtin_operator(model, op) != schema.BuiltinOperator.FULLY_CONNECTED or len(op.inputs) < 2:
             continue
         tensor = graph.tensors[op.inputs[1]]
         data = model.buffers[tensor.buffer].data
@@ -45,13 +44,10 @@ def halve(model_bytes: bytes) -> tuple[bytes, int]:
     for index in weights:
         tensor = graph.tensors[index]
         values = np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.float32)
-        buffer = schema.BufferT()
-        buffer.data = np.frombuffer(values.astype(np.float16).tobytes(), np.uint8)
-        model.buffers.append(buffer)
         half = schema.TensorT()
         half.shape = np.array(tensor.shape, np.int32)
         half.type = schema.TensorType.FLOAT16
-        half.buffer = len(model.buffers) - 1
+        half.buffer = tf_private.add_buffer(model, values.astype(np.float16))
         half.name = tf_private.tensor_name(tensor) + "/float16"
         graph.tensors.append(half)
         old, tensor.buffer = tensor.buffer, 0  # buffer 0 is the empty one: the float32 tensor is now what the DEQUANTIZE writes

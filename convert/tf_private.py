@@ -87,6 +87,21 @@ def tensor_name(tensor) -> str:
     return name.decode(errors="replace") if isinstance(name, bytes) else str(name)
 
 
+def builtin_operator(model, op) -> int:
+    """A ``ModelT`` op's builtin operator code: the larger of the two schema fields (codes above 127
+    are only in ``builtinCode``; older files set only ``deprecatedBuiltinCode``)."""
+    code = model.operatorCodes[op.opcodeIndex]
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def add_buffer(model, values: np.ndarray) -> int:
+    """Append a buffer holding ``values``' bytes to a ``ModelT``; its index, for a tensor's ``buffer``."""
+    buffer = flatbuffer_schema().BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    return len(model.buffers) - 1
+
+
 def write_flatbuffer(model) -> bytes:
     """A ``ModelT`` serialised back into TFLite bytes."""
     import flatbuffers
