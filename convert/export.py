@@ -270,17 +270,7 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> Ex
         tightened: list[ranges.Tightened] = []
         if recipe.activation_ranges == "mse":
             calibrated, tightened = ranges.tighten(calibrated, calibration.images)
-        correction = None
-        if recipe.float_head and recipe.correct_bias:
-            quantized, correction = bias_correction.correct(
-                calibrated, lambda model: quantize_calibrated(model, recipe), calibration.images)
-        else:
-            quantized = quantize_calibrated(calibrated, recipe)
-        halved = (0, 0)
-        if recipe.float_head and recipe.float16_head_weights:
-            smaller, matrices = float16_weights.halve(quantized)
-            quantized, halved = smaller, (matrices, len(quantized) - len(smaller))
-        return Exported(quantized, int8_effect(tightened, correction, halved))
+        return quantize_as_recipe(calibrated, recipe, calibration.images, tightened)
     # Every op integer with the calibrator's ranges: the converter's public route, uint8 in and out.
     converter = saved_model_converter(saved_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -289,6 +279,23 @@ def export_int8(saved_model: Path, calibration: Calibration | None = None) -> Ex
     converter.inference_input_type = tf.uint8
     converter.inference_output_type = tf.uint8
     return Exported(_run(converter, "int8"))
+
+
+def quantize_as_recipe(calibrated: bytes, recipe: Int8Recipe, images: np.ndarray,
+                       tightened: Sequence[ranges.Tightened] = ()) -> Exported:
+    """A calibrated model (its ranges already chosen, ``tightened`` saying how) quantized the way the
+    mixed recipe ships it: the pooled features' mean error taken out in the head and the head's
+    weight matrices stored as float16, when the recipe asks (``images``: the representative ones)."""
+    correction = None
+    if recipe.float_head and recipe.correct_bias:
+        quantized, correction = bias_correction.correct(calibrated, lambda model: quantize_calibrated(model, recipe), images)
+    else:
+        quantized = quantize_calibrated(calibrated, recipe)
+    halved = (0, 0)
+    if recipe.float_head and recipe.float16_head_weights:
+        smaller, matrices = float16_weights.halve(quantized)
+        quantized, halved = smaller, (matrices, len(quantized) - len(smaller))
+    return Exported(quantized, int8_effect(tightened, correction, halved))
 
 
 def calibrate(saved_model: Path, images: np.ndarray) -> bytes:

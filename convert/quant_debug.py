@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from convert import ConvertError, bias_correction, export, float16_weights, input_scaling, ranges, tf_private  # noqa: E402
+from convert import ConvertError, export, input_scaling, ranges, tf_private  # noqa: E402
 from convert import dataset as ds  # noqa: E402
 from convert.interpreters import invoke_each  # noqa: E402
 from convert import source as src  # noqa: E402
@@ -152,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             rows = [("default, input scaling quantized", export.quantize_calibrated(unfolded_calibrated, unfolded)),
                     ("default, min/max ranges", minmax)]
             rows += [(name, export.quantize_calibrated(calibrated, recipe)) for name, recipe in recipes.items()]
-            corrected, _ = bias_correction.correct(calibrated, lambda c: export.quantize_calibrated(c, export.Int8Recipe()), rep)
-            corrected, _ = float16_weights.halve(corrected)  # and its head's weights float16, as make convert ships it
+            corrected = export.quantize_as_recipe(calibrated, export.Int8Recipe(), rep).model_bytes
             default_row = [name for name, _ in rows].index("default recipe")
             rows.insert(default_row + 1, ("default recipe, bias corrected", corrected))  # what make convert ships
             for name, model_bytes in rows:
