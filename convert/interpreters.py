@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from edge.runtime import interpreter_class
+from edge.runtime import interpreter_class, output_value
 
 
 def every_tensor_interpreter(model_bytes: bytes):
@@ -33,3 +33,17 @@ def invoke_each(interpreter, images: np.ndarray) -> Iterator[int]:
         interpreter.set_tensor(source["index"], np.asarray(image)[None].astype(source["dtype"]))
         interpreter.invoke()
         yield index
+
+
+def outputs_for(model_bytes: bytes, positions: dict[str, int], images: np.ndarray) -> dict[str, np.ndarray]:
+    """Named outputs of a converted model (name -> position in ``get_output_details``, as
+    ``convert.export.inspect_tflite`` maps them) for each of ``images``, as float32 (N, ...)."""
+    cls, _ = interpreter_class()
+    interpreter = cls(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    details = interpreter.get_output_details()
+    values: dict[str, list[np.ndarray]] = {name: [] for name in positions}
+    for _ in invoke_each(interpreter, images):
+        for name, position in positions.items():
+            values[name].append(output_value(interpreter, details[position]))
+    return {name: np.stack(rows) for name, rows in values.items()}

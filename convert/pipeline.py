@@ -211,6 +211,28 @@ def check_int8_input(layout: export.TFLiteLayout) -> None:
         )
 
 
+def int8_source(model, rep_images: np.ndarray, recipe: export.Int8Recipe):
+    """The Keras model the int8 variant is converted from: ``model`` with its pixel scaling folded
+    into the first convolution when the recipe asks (checked to compute the same, on ``rep_images``)."""
+    return input_scaling.checked_fold(model, rep_images) if recipe.fold_input_scaling else model
+
+
+def int8_of(model, contract, rep_images: np.ndarray, folder: Path, recipe: export.Int8Recipe = export.Int8Recipe()) -> export.Exported:
+    """The int8 variant of an in-memory Keras model, as ``make convert`` builds it, calibrated on
+    ``rep_images`` (uint8 training pictures; a copy is made to span 0..255) and checked to take
+    camera pixels as they are. ``folder`` holds the SavedModel while it converts (removed after).
+    For measurements that convert models no ``models/`` folder holds (``train --protocol loso``)."""
+    rep_images = np.array(rep_images, dtype=np.uint8, copy=True)
+    ds.ensure_full_pixel_range(rep_images)
+    saved_model = export.export_saved_model(int8_source(model, rep_images, recipe), contract, Path(folder) / "saved_model_int8")
+    try:
+        exported = export.EXPORTERS["int8"](saved_model, export.Calibration(rep_images, recipe))
+    finally:
+        shutil.rmtree(saved_model, ignore_errors=True)
+    check_int8_input(export.inspect_tflite(exported.model_bytes, contract))
+    return exported
+
+
 def load_gallery(models_dir: Path, labels: Sequence[str], contract) -> tuple[np.ndarray | None, ClassifierHead | None]:
     """What the checks read from ``gallery.npz``, read once with the device's reader: the class
     embeddings in label order (the gallery check) and the classifier layer it ships (the device's
@@ -287,7 +309,7 @@ def convert_variants(config: ConvertConfig, source: src.SourceModel, model, rep_
     saved_models = {variant: saved_model for variant in config.variants}
     if "int8" in config.variants and config.int8_recipe.fold_input_scaling:
         saved_models["int8"] = export.export_saved_model(
-            input_scaling.checked_fold(model, rep_images), source.contract, staging / "saved_model_int8"
+            int8_source(model, rep_images, config.int8_recipe), source.contract, staging / "saved_model_int8"
         )
     timings["export_saved_model"] = time.perf_counter() - start
     source_sha = sha256_file(source.keras_path)

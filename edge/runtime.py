@@ -131,6 +131,16 @@ class Prediction:
     features: np.ndarray | None = None
 
 
+def output_value(interpreter, detail: dict) -> np.ndarray:
+    """An output of the last ``invoke`` (batch of one, ``detail`` from ``get_output_details``) as float32:
+    dequantized by its scale and zero point when the model gives it as integers."""
+    value = interpreter.get_tensor(detail["index"])[0]
+    scale, zero_point = detail["quantization"]
+    if np.issubdtype(value.dtype, np.integer):
+        value = (value.astype(np.float32) - zero_point) * scale
+    return value.astype(np.float32)
+
+
 class LookalikeModel:
     """One converted variant, loaded and checked against its sidecar."""
 
@@ -195,11 +205,7 @@ class LookalikeModel:
         return np.clip(q, info.min, info.max).astype(dtype)
 
     def _read_output(self, detail: dict) -> np.ndarray:
-        value = self.interpreter.get_tensor(detail["index"])[0]
-        scale, zero_point = detail["quantization"]
-        if np.issubdtype(value.dtype, np.integer):
-            value = (value.astype(np.float32) - zero_point) * scale
-        return value.astype(np.float32)
+        return output_value(self.interpreter, detail)
 
     def predict(self, image: np.ndarray) -> Prediction:
         """One model input (S x S x 3 uint8 RGB, from ``edge.contract``) -> probabilities, embedding."""
