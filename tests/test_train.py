@@ -505,9 +505,33 @@ def test_loso_command_tests_every_style_and_writes_only_its_report(tmp_path):
         np.mean([f["noise_agreement"]["shipped_prior"] for f in report["folds"]]), abs=1e-4)
     assert report["training"]["noise_copies"] == [1, 2] and report["training"]["input_smoothing"] == "gaussian3"
     assert report["default_protocol"] is None  # these are not the embedded dataset's styles
+    for fold in report["folds"]:  # each fold's model converted to int8 (make convert's recipe) and run by LiteRT
+        int8 = fold["int8"]
+        assert int8["calibration_images"] == 24 and int8["size_bytes"] > 0  # the two training styles' pictures
+        assert int8["keras_top1"] == fold["shipped_prior"]["top1"]  # compared with the fold's own Keras answers
+        # a tiny model's answers barely move under int8; outputs mixed up or compared with the wrong answers land near 0
+        assert int8["agreement"] >= 0.75 and int8["device_adaptation"]["agreement"] >= 0.75
+        assert 0.0 <= int8["top1"] <= 1.0 and 0.0 <= int8["device_adaptation"]["top1"] <= 1.0
+    assert report["mean"]["int8"]["lowest_agreement"] == min(f["int8"]["agreement"] for f in report["folds"])
+    assert report["mean"]["int8"]["agreement"] == pytest.approx(np.mean([f["int8"]["agreement"] for f in report["folds"]]), abs=1e-4)
+    assert report["training"]["int8"] is not None
+    assert sum(line.startswith("int8 top-1 agreement with Keras: ink ") for line in result.stdout.splitlines()) == 1
     assert report["seconds"]["total"] >= report["seconds"]["features"] > 0
     mean_row = [line for line in result.stdout.splitlines() if line.startswith("mean ")]
     assert len(mean_row) == 1 and f"{report['mean']['shipped_prior']['top1']:.3f}" in mean_row[0]
+
+
+def test_a_folds_int8_model_is_calibrated_on_its_training_styles_only():
+    from train.loso import REP_SIZE, StyleFeatures, calibration_files
+
+    styles = [StyleFeatures(name, np.arange(400) % 4, [""] * 400, [],
+                            tuple(Path(name) / f"c{i % 4}" / f"{i}.png" for i in range(400))) for name in ("ink", "pastel", "pixel")]
+    for test in range(3):
+        files = calibration_files(styles, test, seed=1)
+        assert len(files) == REP_SIZE and not any(f.parts[0] == styles[test].name for f in files)
+        counts = np.unique([f.parent.name for f in files], return_counts=True)[1]
+        assert counts.max() - counts.min() <= 1  # class-balanced, as make convert takes them
+    assert calibration_files(styles, 0, seed=1) == calibration_files(styles, 0, seed=1)
 
 
 def test_loso_noise_agreement_compares_the_held_out_style_with_its_plus_minus_one_copy():
@@ -589,6 +613,15 @@ def test_loso_bad_input_is_one_line_and_nothing_written(tmp_path, build, data, e
     assert not (tmp_path / "m").exists()
 
 
+def test_no_int8_outside_the_loso_protocol_is_one_line_and_nothing_written(tmp_path):
+    data = make_dataset(tmp_path / "d", per_class=4)
+    result = run_train("--no-int8", "--data", str(data), "--models", str(tmp_path / "m"), "--weights", "random", "--size", "32")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "--no-int8 applies to --protocol loso only" in lines[0], result.stderr[-1000:]
+    assert not (tmp_path / "m").exists()
+
+
 def test_interrupted_loso_leaves_models_as_it_was(tmp_path, monkeypatch):
     import train.loso as loso
     from train.__main__ import main
@@ -602,7 +635,7 @@ def test_interrupted_loso_leaves_models_as_it_was(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(loso, "table", interrupted)
-    code = main(["--protocol", "loso", "--data", str(data), "--models", str(models), "--weights", "random",
+    code = main(["--protocol", "loso", "--no-int8", "--data", str(data), "--models", str(models), "--weights", "random",
                  "--size", "32", "--epochs", "1", "--augment-copies", "0"])
     assert code == 130
     assert [p.name for p in models.iterdir()] == ["loso_report.json"]

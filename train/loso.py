@@ -38,6 +38,7 @@ from train.pipeline import (HELD_OUT_SHARE, DomainStats, TrainConfig, copy_plan,
                             train_head, training_copies, unit_scale)
 
 LOSO_REPORT_FILE = "loso_report.json"
+REP_SIZE = 300  # calibration pictures of a fold's int8 model, as make convert's --rep-size default
 
 
 @dataclass
@@ -48,6 +49,7 @@ class StyleFeatures:
     targets: np.ndarray
     groups: list[str]  # pictures that differ only by skin tone share a group
     copies: list[np.ndarray]
+    files: tuple[Path, ...] = ()  # the pictures, in the order of the rows (for converting a fold's model)
 
 
 def head_scores(head, standardised: np.ndarray) -> np.ndarray:
@@ -86,7 +88,9 @@ def train_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, num_
     return head, DomainStats.of(np.concatenate(prior_rows)), sizes
 
 
-def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, labels: tuple[str, ...], log) -> dict[str, Any]:
+def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, labels: tuple[str, ...], log,
+                  int8=None) -> dict[str, Any]:
+    """One fold's figures; with ``int8`` (a ``FoldConversion``), also its model's int8 variant's."""
     head, prior, sizes = train_fold(config, styles, test, len(labels), log)
     style = styles[test]
     features, targets = style.copies[0], style.targets
@@ -101,7 +105,71 @@ def evaluate_fold(config: TrainConfig, styles: list[StyleFeatures], test: int, l
                                          labels),
         "test_statistics_reference": top_figures(head_scores(head, DomainStats.of(features).apply(features)), targets, labels),
         **noise_agreement(config, head, prior, style, order),
+        **({"int8": int8_figures(config, int8, head, prior, styles, test, labels, order, log)} if int8 is not None else {}),
     }
+
+
+@dataclass
+class FoldConversion:
+    """What converting a fold's model needs: the contract, and the frozen backbone the features came from."""
+
+    contract: InputContract
+    backbone: Any
+
+
+def calibration_files(styles: list[StyleFeatures], test: int, seed: int) -> list[Path]:
+    """The pictures that calibrate a fold's int8 model: ``REP_SIZE`` of the training styles' pictures,
+    class-balanced as ``make convert`` takes them; none of the test style's."""
+    from convert.dataset import balanced_sample
+
+    return balanced_sample([f for i, s in enumerate(styles) if i != test for f in s.files], REP_SIZE, seed)
+
+
+def int8_figures(config: TrainConfig, conversion: FoldConversion, head, prior: DomainStats, styles: list[StyleFeatures],
+                 test: int, labels: tuple[str, ...], order: np.ndarray, log) -> dict[str, Any]:
+    """The fold's model (its backbone, the shipped prior, its head) converted as ``make convert`` builds
+    the int8 variant, calibrated on training-style pictures only (``REP_SIZE``, class-balanced), and
+    run by LiteRT on the test style: its top-1 and its top-1 agreement with the fold's Keras answers,
+    with the shipped prior and device-adapted (the device's code on the int8 model's embeddings, the
+    same order). The Keras answers are the fold's head on the backbone's features: what its Keras
+    model computes."""
+    import tempfile
+
+    from convert.export import inspect_tflite
+    from convert.interpreters import outputs_for
+    from convert.pipeline import int8_of
+    from train.pipeline import assemble_model
+
+    started = time.time()
+    style = styles[test]
+    rep = load_images(calibration_files(styles, test, config.seed), conversion.contract)
+    model = assemble_model(conversion.contract, conversion.backbone, head, prior)
+    with tempfile.TemporaryDirectory(prefix="loso-int8-") as folder:
+        exported = int8_of(model, conversion.contract, rep, Path(folder))
+    layout = inspect_tflite(exported.model_bytes, conversion.contract)
+    positions = {name: layout.outputs[name] for name in ("probabilities", "embedding")}
+    outputs = outputs_for(exported.model_bytes, positions, load_images(style.files, conversion.contract))
+    features = style.copies[0]
+    keras_answer = head_scores(head, prior.apply(features)).argmax(axis=1)
+    keras_adapted = head_scores(head, causal_standardise(prior.apply(features[order]))).argmax(axis=1)
+    # the embedding output is the standardised features / sqrt(D): back to standardised, then adapted as on the device
+    standardised = outputs["embedding"] * np.sqrt(outputs["embedding"].shape[1])
+    int8_adapted = head_scores(head, causal_standardise(standardised[order]))
+    int8_answer = outputs["probabilities"].argmax(axis=1)
+    figures = {
+        "agreement": round(float(np.mean(int8_answer == keras_answer)), 4),
+        "top1": top_figures(outputs["probabilities"], style.targets, labels)["top1"],
+        "keras_top1": round(float(np.mean(keras_answer == style.targets)), 4),
+        "device_adaptation": {"agreement": round(float(np.mean(int8_adapted.argmax(axis=1) == keras_adapted)), 4),
+                              "top1": top_figures(int8_adapted, style.targets[order], labels)["top1"]},
+        "size_bytes": len(exported.model_bytes),
+        "calibration_images": len(rep),
+        "seconds": round(time.time() - started, 1),
+    }
+    log(f"  int8: agrees with Keras on {figures['agreement']:.1%} of {style.name} (top-1 {figures['top1']:.3f}, "
+        f"Keras {figures['keras_top1']:.3f}); device-adapted {figures['device_adaptation']['agreement']:.1%} "
+        f"[{figures['seconds']:.0f} s]")
+    return figures
 
 
 def noise_agreement(config: TrainConfig, head, prior: DomainStats, style: StyleFeatures, order: np.ndarray) -> dict[str, Any]:
@@ -153,9 +221,20 @@ def style_features(config: TrainConfig, styles: Styles, extractor, rng: np.rando
     for name, split in zip(styles.names, styles.splits):
         images = load_images(split.files, contract)
         copies = training_copies(config, extractor, images, rng)
-        out.append(StyleFeatures(name, np.asarray(split.targets), [picture_group(p) for p in split.files], copies))
+        out.append(StyleFeatures(name, np.asarray(split.targets), [picture_group(p) for p in split.files], copies,
+                                 tuple(Path(p) for p in split.files)))
         log(f"features: {name}, {len(images)} pictures x {len(copies)} copies [{time.time() - started:.0f} s]")
     return out
+
+
+def int8_summary(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The folds' int8 figures: mean and lowest agreement (the goal is per style), mean top-1 of int8 and Keras."""
+    agreement = [f["int8"]["agreement"] for f in folds]
+    adapted = [f["int8"]["device_adaptation"]["agreement"] for f in folds]
+    return {"agreement": round(float(np.mean(agreement)), 4), "lowest_agreement": min(agreement),
+            "device_adaptation_agreement": round(float(np.mean(adapted)), 4),
+            "top1": round(float(np.mean([f["int8"]["top1"] for f in folds])), 4),
+            "keras_top1": round(float(np.mean([f["int8"]["keras_top1"] for f in folds])), 4)}
 
 
 def mean_of(folds: list[dict[str, Any]], key: str, measures=("top1", "top5", "macro_top1")) -> dict[str, float]:
@@ -175,6 +254,12 @@ def table(report: dict[str, Any]) -> str:
             f"{f['test_style']} {f['noise_agreement']['shipped_prior']:.3f} ({f['noise_agreement']['device_adaptation']:.3f} adapted)"
             for f in report["folds"]) + f"; mean {report['mean']['noise_agreement']['shipped_prior']:.3f} "
             f"({report['mean']['noise_agreement']['device_adaptation']:.3f} adapted)")
+    if "int8" in report["mean"]:
+        rows.append("int8 top-1 agreement with Keras: " + ", ".join(
+            f"{f['test_style']} {f['int8']['agreement']:.3f} ({f['int8']['device_adaptation']['agreement']:.3f} adapted)"
+            for f in report["folds"]) + f"; mean {report['mean']['int8']['agreement']:.3f}, lowest "
+            f"{report['mean']['int8']['lowest_agreement']:.3f}; top-1 int8 {report['mean']['int8']['top1']:.3f} "
+            f"against Keras {report['mean']['int8']['keras_top1']:.3f}")
     old = report.get("default_protocol")
     if old:
         rows.append(f"for continuity, {old['style']} under the default protocol (validation = the tuned-on style): "
@@ -196,13 +281,14 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
     contract = InputContract(labels=styles.labels, input_size=config.input_size)
     log(f"data: {len(styles.roots)} styles ({', '.join(styles.names)}), {contract.num_classes} classes, "
         f"{sum(len(s) for s in styles.splits)} pictures")
-    extractor, _ = feature_extractor(contract, weights, config.alpha, config.feature_layer)
+    extractor, backbone = feature_extractor(contract, weights, config.alpha, config.feature_layer)
     features = style_features(config, styles, extractor, np.random.default_rng(config.seed), contract, log, started)
     feature_seconds = time.time() - started
+    conversion = FoldConversion(contract, backbone) if config.loso_int8 else None
     folds = []
     for test in range(len(features)):
         log(f"fold {test + 1} of {len(features)}: test style {features[test].name}")
-        folds.append(evaluate_fold(config, features, test, contract.labels, log))
+        folds.append(evaluate_fold(config, features, test, contract.labels, log, conversion))
     report = {
         "protocol": "leave-one-style-out",
         "data_from": {
@@ -220,13 +306,15 @@ def run_loso(config: TrainConfig, log=print) -> dict[str, Any]:
         "folds": folds,
         "mean": {key: mean_of(folds, key) for key in ("shipped_prior", "device_adaptation", "test_statistics_reference")}
         | ({"noise_agreement": mean_of(folds, "noise_agreement", ("shipped_prior", "device_adaptation"))}
-           if all("noise_agreement" in f for f in folds) else {}),
+           if all("noise_agreement" in f for f in folds) else {})
+        | ({"int8": int8_summary(folds)} if all("int8" in f for f in folds) else {}),
         "default_protocol": default_protocol_figure(config, features, contract.labels, log),
         "training": {"weights": "imagenet (download)" if weights == "imagenet" else ("random" if weights is None else str(weights)),
                      "input_size": config.input_size, "feature_layer": config.feature_layer,
                      "input_smoothing": INPUT_SMOOTHING, "augment_copies": config.augment_copies,
                      "noise_copies": list(config.noise_copies), "head_l2": config.head_l2, "epochs": config.epochs, "patience": config.patience,
-                     "seed": config.seed, "max_per_class": config.max_per_class},
+                     "seed": config.seed, "max_per_class": config.max_per_class,
+                     "int8": "make convert's default recipe, calibrated on training-style pictures" if config.loso_int8 else None},
         "seconds": {"features": round(feature_seconds, 1), "total": round(time.time() - started, 1)},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -72,6 +72,7 @@ class TrainConfig:
     # (a warning and no traits when it does not); a path = that head, and an error when it does not fit.
     traits: str | None = None
     use_traits: bool = True
+    loso_int8: bool = True  # --protocol loso: also convert each fold's model to int8 and measure it (--no-int8: not)
 
 
 # ---------------------------------------------------------------- features and domains
